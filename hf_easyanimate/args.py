@@ -1,0 +1,345 @@
+"""Argument dataclasses: every flag of EasyAnimate's ``train_lora.py`` under its original name.
+
+Flags that have a twin in :class:`transformers.TrainingArguments` are *not* duplicated here
+(``--train_batch_size`` is ``per_device_train_batch_size``, ...); :mod:`hf_easyanimate.legacy`
+translates the original spelling. Defaults that differ from ``Trainer``'s are re-declared on
+:class:`EasyAnimateTrainingArguments` so a seed command line behaves like the original.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+LOSS_TYPES = ("flow", "ddpm", "sigma")
+TRAIN_MODES = ("normal", "inpaint")
+WEIGHTING_SCHEMES = ("none", "sigma_sqrt", "logit_normal", "mode", "cosmap")
+SAVE_LORA_FORMATS = ("peft", "easyanimate", "both")
+
+
+class ArgumentValidationError(ValueError):
+    """A flag or recipe value breaks a rule; the message names the key and the rule."""
+
+
+def _require(condition: bool, key: str, rule: str, value: object) -> None:
+    if not condition:
+        raise ArgumentValidationError(f"--{key}={value!r}: {rule}")
+
+
+@dataclass
+class ModelArguments:
+    """Which checkpoint to fine-tune and how the LoRA adapter is shaped."""
+
+    pretrained_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Diffusers-layout EasyAnimate repo (local folder or Hub id), e.g. "
+            "alibaba-pai/EasyAnimateV5.1-12b-zh-InP or a folder written by `hf-easyanimate make-tiny-model`."
+        },
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of the model."})
+    variant: str | None = field(default=None, metadata={"help": "Weights variant to load, e.g. 'fp16'."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models are stored."})
+    config_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The original EasyAnimate model YAML (config/easyanimate_video_*.yaml). Read for what applies to a "
+            "diffusers-layout checkpoint; everything else is reported once and ignored."
+        },
+    )
+    transformer_path: str | None = field(
+        default=None, metadata={"help": "Optional transformer weights (safetensors) loaded over the base transformer."}
+    )
+    vae_path: str | None = field(
+        default=None, metadata={"help": "Optional VAE weights (safetensors) loaded over the base VAE."}
+    )
+    rank: int = field(default=128, metadata={"help": "LoRA rank (dimension of the low-rank update)."})
+    network_alpha: float = field(
+        default=64, metadata={"help": "LoRA alpha; the update is scaled by network_alpha / rank."}
+    )
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Override the adapted modules (names or one regex). Default: the attention and feed-forward "
+            "Linear layers of every transformer block, as the original trainer adapts."
+        },
+    )
+    init_lora_weights: str = field(
+        default="true",
+        metadata={"help": "peft LoRA initialisation: 'true' (up = 0), 'gaussian', 'pissa', ..."},
+    )
+    train_text_encoder: bool = field(
+        default=False, metadata={"help": "Also train a LoRA on the text encoder (not supported yet; fails early)."}
+    )
+    train_mode: str = field(
+        default="normal",
+        metadata={"help": "'normal' (text-to-video) or 'inpaint' (image-to-video, the InP checkpoints)."},
+    )
+    tokenizer_max_length: int = field(
+        default=256, metadata={"help": "Maximum prompt length in tokens; longer prompts are truncated."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom code from the model repo. Off unless you trust the repo."}
+    )
+
+    def __post_init__(self) -> None:
+        _require(self.rank > 0, "rank", "must be a positive integer", self.rank)
+        _require(self.network_alpha > 0, "network_alpha", "must be positive", self.network_alpha)
+        _require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)", self.lora_dropout)
+        _require(self.train_mode in TRAIN_MODES, "train_mode", f"must be one of {TRAIN_MODES}", self.train_mode)
+        _require(self.tokenizer_max_length > 0, "tokenizer_max_length", "must be positive", self.tokenizer_max_length)
+        _require(
+            not self.train_text_encoder,
+            "train_text_encoder",
+            "text-encoder LoRA is not supported; train the transformer LoRA only",
+            self.train_text_encoder,
+        )
+
+
+@dataclass
+class DataArguments:
+    """Where the clips are and how they are sampled, bucketed and sized."""
+
+    train_data_dir: str | None = field(
+        default=None, metadata={"help": "Folder that relative `file_path` entries of the metadata resolve against."}
+    )
+    train_data_meta: str | None = field(
+        default=None,
+        metadata={
+            "help": "Metadata: EasyAnimate JSON list, JSONL, CSV, a saved `datasets` folder or a Hub dataset id. "
+            "Rows hold `file_path`, `text`, `type` ('video' | 'image')."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Truncate the metadata to this many rows (debugging, quick runs)."}
+    )
+    image_sample_size: int = field(default=512, metadata={"help": "Image side length (the largest size trained)."})
+    video_sample_size: int = field(default=512, metadata={"help": "Video side length."})
+    token_sample_size: int = field(
+        default=512,
+        metadata={
+            "help": "With --training_with_video_token_length: the token budget is "
+            "video_sample_n_frames x token_sample_size^2 pixels per clip."
+        },
+    )
+    video_sample_stride: int = field(default=4, metadata={"help": "Take every N-th frame of a clip."})
+    video_sample_n_frames: int = field(default=17, metadata={"help": "Frames per training clip."})
+    video_repeat: int = field(
+        default=0, metadata={"help": "Repeat every video row N extra times in the index (upweights videos)."}
+    )
+    image_repeat_in_forward: int = field(
+        default=0, metadata={"help": "Accepted for compatibility with the original trainer; has no effect."}
+    )
+    enable_bucket: bool = field(
+        default=False,
+        metadata={"help": "Group samples by aspect ratio and train on whole frames instead of centre crops."},
+    )
+    random_ratio_crop: bool = field(
+        default=False, metadata={"help": "With --enable_bucket: crop to a randomly drawn aspect ratio."}
+    )
+    random_frame_crop: bool = field(
+        default=False, metadata={"help": "Randomly shorten clips to simulate videos of different lengths."}
+    )
+    random_hw_adapt: bool = field(
+        default=False,
+        metadata={"help": "Draw a per-batch side length between min(video_sample_size, 512) and image_sample_size."},
+    )
+    training_with_video_token_length: bool = field(
+        default=False,
+        metadata={"help": "Trade resolution for frames at a fixed token budget (see --token_sample_size)."},
+    )
+    keep_all_node_same_token_length: bool = field(
+        default=False, metadata={"help": "All ranks draw the same size/frames per step (uses the shared seed)."}
+    )
+    random_flip: bool = field(default=False, metadata={"help": "Random horizontal flip."})
+    enable_text_encoder_in_dataloader: bool = field(
+        default=False, metadata={"help": "Accepted for compatibility; prompts are always encoded in the trainer."}
+    )
+    text_drop_ratio: float = field(
+        default=0.1, metadata={"help": "Probability that a caption is replaced by '' (classifier-free guidance)."}
+    )
+    video_length_drop_start: float = field(
+        default=0.1, metadata={"help": "Fraction of each clip skipped at the start before sampling frames."}
+    )
+    video_length_drop_end: float = field(
+        default=0.9, metadata={"help": "Fraction of each clip after which frames are not sampled."}
+    )
+    strict_data: bool = field(
+        default=False,
+        metadata={"help": "Fail before step 1 on any broken sample instead of skipping and reporting it."},
+    )
+
+    def __post_init__(self) -> None:
+        for key in ("image_sample_size", "video_sample_size", "token_sample_size", "video_sample_stride",
+                    "video_sample_n_frames"):
+            value = getattr(self, key)
+            _require(value > 0, key, "must be a positive integer", value)
+        _require(self.video_repeat >= 0, "video_repeat", "must be >= 0", self.video_repeat)
+        _require(0.0 <= self.text_drop_ratio <= 1.0, "text_drop_ratio", "must be in [0, 1]", self.text_drop_ratio)
+        _require(
+            0.0 <= self.video_length_drop_start < self.video_length_drop_end <= 1.0,
+            "video_length_drop_start",
+            "needs 0 <= video_length_drop_start < video_length_drop_end <= 1",
+            (self.video_length_drop_start, self.video_length_drop_end),
+        )
+        if self.max_train_samples is not None:
+            _require(self.max_train_samples > 0, "max_train_samples", "must be positive", self.max_train_samples)
+
+
+@dataclass
+class EasyAnimateTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus EasyAnimate's objective, memory and validation flags."""
+
+    # --- defaults re-declared so the original command lines keep their meaning ---------------
+    per_device_train_batch_size: int = field(
+        default=16, metadata={"help": "Batch size per device (original flag: --train_batch_size, default 16)."}
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "Initial learning rate (original default 1e-4)."})
+    weight_decay: float = field(
+        default=1e-2, metadata={"help": "AdamW weight decay (original flag: --adam_weight_decay, default 1e-2)."}
+    )
+    num_train_epochs: float = field(default=100, metadata={"help": "Epochs (original default 100)."})
+    lr_scheduler_type: str = field(
+        default="constant", metadata={"help": "LR schedule (original flag: --lr_scheduler, default 'constant')."}
+    )
+    warmup_steps: float = field(
+        default=500,
+        metadata={
+            "help": "Warm-up steps (original flag: --lr_warmup_steps, default 500). Like the original, "
+            "the 'constant' schedule ignores it; use 'constant_with_warmup' to warm up."
+        },
+    )
+    logging_steps: float = field(
+        default=1, metadata={"help": "Log every N steps (the original logs the loss every step)."}
+    )
+    report_to: None | str | list[str] = field(
+        default="tensorboard", metadata={"help": "Trackers (original default 'tensorboard'); 'none' disables."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: batches carry pixels and captions, not model kwargs."}
+    )
+
+    # --- objective ----------------------------------------------------------------------------
+    loss_type: str = field(
+        default="sigma",
+        metadata={"help": "Diffusion objective: 'flow' (V5.1), 'ddpm' (V5, V4) or 'sigma' (V3, V2)."},
+    )
+    prediction_type: str | None = field(
+        default=None,
+        metadata={"help": "ddpm only: 'epsilon' or 'v_prediction'; default: the checkpoint scheduler's."},
+    )
+    train_sampling_steps: int = field(default=1000, metadata={"help": "Number of diffusion training timesteps."})
+    uniform_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "Split timesteps across ranks so each global batch spans [0, train_sampling_steps). "
+            "No effect with --loss_type flow (as in the original, flow draws its own timesteps)."
+        },
+    )
+    weighting_scheme: str = field(
+        default="none",
+        metadata={"help": f"flow only: timestep density / loss weighting, one of {WEIGHTING_SCHEMES}."},
+    )
+    logit_mean: float = field(default=0.0, metadata={"help": "flow, logit_normal scheme: mean."})
+    logit_std: float = field(default=1.0, metadata={"help": "flow, logit_normal scheme: standard deviation."})
+    mode_scale: float = field(default=1.29, metadata={"help": "flow, mode scheme: scale."})
+    snr_loss: bool = field(default=False, metadata={"help": "sigma only: SNR-weighted loss."})
+    noise_offset: float = field(default=0.0, metadata={"help": "Offset noise strength (0 disables)."})
+    input_perturbation: float = field(default=0.0, metadata={"help": "Input perturbation of the noise (0 disables)."})
+    noise_share_in_frames: bool = field(
+        default=False, metadata={"help": "Correlate noise across frames: e_i = r * e_(i-1) + (1 - r) * e_i."}
+    )
+    noise_share_in_frames_ratio: float = field(default=0.5, metadata={"help": "r of --noise_share_in_frames."})
+    motion_sub_loss: bool = field(
+        default=False, metadata={"help": "Add a loss on frame differences (clips with more than 2 latent frames)."}
+    )
+    motion_sub_loss_ratio: float = field(default=0.25, metadata={"help": "Weight of --motion_sub_loss."})
+
+    # --- optimisation / memory --------------------------------------------------------------
+    vae_mini_batch: int = field(default=32, metadata={"help": "Encode the batch with the VAE in chunks of N clips."})
+    scale_lr: bool = field(
+        default=False,
+        metadata={"help": "Scale the learning rate by grad-accumulation x batch size x number of processes."},
+    )
+    use_came: bool = field(default=False, metadata={"help": "Use the CAME optimizer (needs `came_pytorch`)."})
+    use_ema: bool = field(default=False, metadata={"help": "Accepted for compatibility; EMA of a LoRA is not used."})
+    abnormal_norm_clip_start: int = field(
+        default=1000, metadata={"help": "Step after which abnormally large gradient norms are clipped harder."}
+    )
+    initial_grad_norm_ratio: int = field(
+        default=5, metadata={"help": "An abnormal gradient norm is this many times the running norm."}
+    )
+    low_vram: bool = field(
+        default=False,
+        metadata={"help": "Keep the VAE and text encoder on CPU; move them to the accelerator only to encode."},
+    )
+    enable_xformers_memory_efficient_attention: bool = field(
+        default=False, metadata={"help": "Use the most memory-efficient attention available (PyTorch SDPA)."}
+    )
+    multi_stream: bool = field(default=False, metadata={"help": "Accepted for compatibility; has no effect."})
+
+    # --- run ---------------------------------------------------------------------------------
+    tracker_project_name: str = field(
+        default="text2video-fine-tune", metadata={"help": "Project name for trackers (original flag)."}
+    )
+    save_state: bool = field(
+        default=True,
+        metadata={"help": "Checkpoints hold optimizer/scheduler/RNG state too, so runs resume exactly."},
+    )
+    save_lora_format: str = field(
+        default="both",
+        metadata={"help": f"LoRA files written: {SAVE_LORA_FORMATS} (peft adapter, EasyAnimate/ComfyUI file)."},
+    )
+    validation_prompts: list[str] | None = field(
+        default=None, metadata={"help": "Prompts sampled with the current LoRA during training."}
+    )
+    validation_steps: int = field(default=2000, metadata={"help": "Sample validation prompts every N steps."})
+    validation_epochs: int = field(default=5, metadata={"help": "Sample validation prompts every N epochs."})
+    report_model_info: bool = field(default=False, metadata={"help": "Log parameter counts at start."})
+
+    def __post_init__(self) -> None:
+        _require(self.loss_type in LOSS_TYPES, "loss_type", f"must be one of {LOSS_TYPES}", self.loss_type)
+        _require(
+            self.weighting_scheme in WEIGHTING_SCHEMES,
+            "weighting_scheme",
+            f"must be one of {WEIGHTING_SCHEMES}",
+            self.weighting_scheme,
+        )
+        _require(
+            self.prediction_type in (None, "epsilon", "v_prediction"),
+            "prediction_type",
+            "must be 'epsilon' or 'v_prediction'",
+            self.prediction_type,
+        )
+        _require(
+            self.save_lora_format in SAVE_LORA_FORMATS,
+            "save_lora_format",
+            f"must be one of {SAVE_LORA_FORMATS}",
+            self.save_lora_format,
+        )
+        _require(self.learning_rate > 0, "learning_rate", "must be positive", self.learning_rate)
+        _require(self.train_sampling_steps > 0, "train_sampling_steps", "must be positive", self.train_sampling_steps)
+        _require(self.vae_mini_batch > 0, "vae_mini_batch", "must be positive", self.vae_mini_batch)
+        _require(
+            0.0 <= self.motion_sub_loss_ratio <= 1.0, "motion_sub_loss_ratio", "must be in [0, 1]",
+            self.motion_sub_loss_ratio,
+        )
+        _require(
+            0.0 <= self.noise_share_in_frames_ratio <= 1.0, "noise_share_in_frames_ratio", "must be in [0, 1]",
+            self.noise_share_in_frames_ratio,
+        )
+        if self.uniform_sampling and self.loss_type == "flow":
+            logger.warning(
+                "--uniform_sampling has no effect with --loss_type flow: flow draws its timesteps from "
+                "--weighting_scheme's density, as the original trainer does."
+            )
+        if self.loss_type != "flow" and self.weighting_scheme != "none":
+            logger.warning("--weighting_scheme only applies to --loss_type flow; ignored for %s.", self.loss_type)
+        if self.snr_loss and self.loss_type != "sigma":
+            logger.warning("--snr_loss only applies to --loss_type sigma; ignored for %s.", self.loss_type)
+        super().__post_init__()

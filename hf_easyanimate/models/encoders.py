@@ -1,0 +1,58 @@
+"""The frozen encoders (VAE + text encoder), kept outside the model that Trainer optimises."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from .text import PromptEncoder
+from .vae import encode_pixels
+
+
+class FrozenEncoders:
+    """Encodes pixels and captions; with ``low_vram`` each encoder visits the accelerator only to encode.
+
+    Keeping these out of the optimised model means DDP/DeepSpeed wrap only the transformer and the
+    12B-scale encoders never enter checkpoints.
+    """
+
+    def __init__(
+        self,
+        vae: torch.nn.Module,
+        prompt_encoder: PromptEncoder,
+        device: torch.device | str,
+        low_vram: bool = False,
+        vae_mini_batch: int = 32,
+    ) -> None:
+        self.vae = vae
+        self.prompt_encoder = prompt_encoder
+        self.device = torch.device(device)
+        self.low_vram = low_vram
+        self.vae_mini_batch = vae_mini_batch
+        self.home = torch.device("cpu") if low_vram else self.device
+        self.vae.to(self.home)
+        self.prompt_encoder.text_encoder.to(self.home)
+
+    @contextlib.contextmanager
+    def _on_device(self, module: torch.nn.Module) -> Iterator[None]:
+        if not self.low_vram:
+            yield
+            return
+        module.to(self.device)
+        try:
+            yield
+        finally:
+            module.to(self.home)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        with self._on_device(self.vae):
+            return encode_pixels(self.vae, pixels, self.vae_mini_batch).to(self.device)
+
+    def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        with self._on_device(self.prompt_encoder.text_encoder):
+            encoded = self.prompt_encoder(prompts, device=self.device if not self.low_vram else None)
+        return {key: value.to(self.device) for key, value in encoded.items()}

@@ -1,0 +1,78 @@
+"""``EasyAnimateTrainer``: a thin ``transformers.Trainer`` subclass that owns the diffusion step."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+from transformers import Trainer
+from transformers.trainer_utils import seed_worker
+
+from .args import EasyAnimateTrainingArguments
+from .models.encoders import FrozenEncoders
+from .objectives import Objective, with_motion_loss
+
+
+class EasyAnimateTrainer(Trainer):
+    """Trains a LoRA on the EasyAnimate transformer.
+
+    ``model`` is the peft-wrapped transformer (the only thing DDP/DeepSpeed wrap and checkpoints save);
+    the VAE and text encoder come in through ``encoders``; the loss comes from ``objective``.
+    ``train_batch_sampler`` (optional) replaces Trainer's sampler so that every batch shares one size.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: EasyAnimateTrainingArguments,
+        encoders: FrozenEncoders,
+        objective: Objective,
+        train_batch_sampler: Sampler | None = None,
+        **kwargs,
+    ) -> None:
+        self.encoders = encoders
+        self.objective = objective
+        self.train_batch_sampler = train_batch_sampler
+        if args.activation_checkpointing:
+            # Trainer would call `activation_checkpointing_enable`, a transformers-only API; diffusers models
+            # expose `enable_gradient_checkpointing`, so switch it on here and keep Trainer out of it.
+            model.get_base_model().enable_gradient_checkpointing()
+            args.activation_checkpointing = args.gradient_checkpointing = False
+        super().__init__(model=model, args=args, **kwargs)
+
+    # --- data -----------------------------------------------------------------------------------
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_batch_sampler is None:
+            return super().get_train_dataloader()
+        args = self.args
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self.train_batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory and torch.cuda.is_available(),
+            persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+            prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers > 0 else None,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        return self.accelerator.prepare(loader)
+
+    # --- objective ------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        latents = self.encoders.encode_pixels(inputs["pixel_values"]).float()
+        prompt = self.encoders.encode_prompts(inputs["text"])
+        noise = torch.randn_like(latents)
+        batch = self.objective.prepare(latents, noise)
+        pred = model(
+            hidden_states=batch.noisy_latents,
+            timestep=batch.timesteps,
+            encoder_hidden_states=prompt["encoder_hidden_states"],
+            return_dict=False,
+        )[0]
+        if pred.shape[1] != batch.target.shape[1]:
+            pred = pred[:, : batch.target.shape[1]]  # learned-sigma heads: the first half is the prediction
+        loss = self.objective.loss(pred, batch.target, batch.timesteps)
+        if self.args.motion_sub_loss:
+            loss = with_motion_loss(loss, pred, batch.target, self.args.motion_sub_loss_ratio)
+        return (loss, pred) if return_outputs else loss
