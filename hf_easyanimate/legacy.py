@@ -36,6 +36,7 @@ class LegacyFlag:
 
 
 def _mixed_precision(value: Any) -> dict[str, Any]:
+    """`bf16` -> `--bf16`, `fp16` -> `--fp16`, `no` -> full precision"""
     value = str(value).lower()
     if value in ("no", "none", "fp32", ""):
         return {}
@@ -45,10 +46,12 @@ def _mixed_precision(value: Any) -> dict[str, Any]:
 
 
 def _use_8bit_adam(value: Any) -> dict[str, Any]:
+    """`--optim adamw_bnb_8bit` (needs bitsandbytes)"""
     return {"optim": "adamw_bnb_8bit"} if _truthy(value) else {}
 
 
 def _allow_tf32(value: Any) -> dict[str, Any]:
+    """`--tf32 true`"""
     return {"tf32": True} if _truthy(value) else {}
 
 

@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny EasyAnimate repos and demo clip sets, generated once per test session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Tests never touch the network: every model and clip is generated locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = os.path.join(REPO_ROOT, "recipes")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    from hf_easyanimate.testing import make_tiny_model
+
+    return make_tiny_model(str(tmp_path_factory.mktemp("tiny-v5.1")), version="v5.1")
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_model_dir(tmp_path_factory) -> str:
+    from hf_easyanimate.testing import make_tiny_model
+
+    return make_tiny_model(str(tmp_path_factory.mktemp("tiny-v5.1-inp")), version="v5.1", inpaint=True)
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> str:
+    """Path of the demo ``metadata.json`` (8 clips, 4 images); files sit beside it."""
+    from hf_easyanimate.testing import make_demo_data
+
+    return make_demo_data(str(tmp_path_factory.mktemp("demo-data")), videos=8, images=4)
+
+
+def run_cli(*args: str, cwd: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``hf-easyanimate ARGS`` in a fresh interpreter, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "hf_easyanimate.cli", *args],
+        cwd=cwd or REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )
+
+
+def demo_overrides(model_dir: str, meta_path: str, output_dir: str) -> list[str]:
+    """Command-line overrides pointing the tiny demo recipe at session fixtures."""
+    return [
+        "--pretrained_model_name_or_path", model_dir,
+        "--train_data_dir", os.path.dirname(meta_path),
+        "--train_data_meta", meta_path,
+        "--output_dir", output_dir,
+    ]
