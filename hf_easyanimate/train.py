@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 import torch
 import transformers
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import TrainerCallback
 
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .data import BucketBatchSampler, EasyAnimateCollator, EasyAnimateDataset, FrameSampling, bucket_key, load_metadata
+from .distributed import EngineReport
+from .legacy import ModelConfigMismatch, report_model_config
 from .models.encoders import FrozenEncoders
 from .models.loading import EasyAnimateComponents, load_components
 from .models.lora import add_lora, build_lora_config
 from .models.text import PromptEncoder
 from .objectives import FlowMatchingObjective, Objective
 from .parser import RecipeError, parse_args
+from .resume import CheckpointNotFound, resolve_resume
 from .trainer import EasyAnimateTrainer
 
 logger = logging.getLogger("hf_easyanimate")
@@ -76,15 +78,13 @@ def build_training_data(
     return dataset, sampler, collator
 
 
-def resolve_resume(args: EasyAnimateTrainingArguments) -> str | bool | None:
-    """``--resume_from_checkpoint latest`` (the original's spelling) picks the newest checkpoint-N."""
-    value = args.resume_from_checkpoint
-    if value != "latest":
-        return value
-    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
-    if last is None:
-        logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting fresh", args.output_dir)
-    return last
+def optimizer_override(args: EasyAnimateTrainingArguments) -> tuple[type, dict] | None:
+    """--use_came: the original's CAME settings (betas 0.9/0.999/0.9999, eps 1e-30/1e-16); else Trainer's --optim."""
+    if not args.use_came:
+        return None
+    from came_pytorch import CAME
+
+    return CAME, {"lr": args.learning_rate, "betas": (0.9, 0.999, 0.9999), "eps": (1e-30, 1e-16)}
 
 
 def setup_logging(args: EasyAnimateTrainingArguments) -> None:
@@ -94,11 +94,20 @@ def setup_logging(args: EasyAnimateTrainingArguments) -> None:
     transformers.utils.logging.set_verbosity(level)
 
 
-def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateTrainingArguments) -> EasyAnimateTrainer:
+def run(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    args: EasyAnimateTrainingArguments,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> EasyAnimateTrainer:
     """Build everything from parsed arguments, train, save the LoRA; returns the trainer."""
     setup_logging(args)
     if not model_args.pretrained_model_name_or_path:
         raise RecipeError("--pretrained_model_name_or_path is required")
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    report_model_config(
+        model_args.config_path, model_args.pretrained_model_name_or_path, model_args.revision, model_args.cache_dir
+    )
     dtype = weight_dtype(args)
     components = load_components(
         model_args.pretrained_model_name_or_path,
@@ -119,6 +128,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         target_modules=model_args.lora_target_modules,
         init_lora_weights=model_args.init_lora_weights,
     )
+    transformers.set_seed(args.seed)  # LoRA init depends on --seed only, identical in every process layout
     model = add_lora(components.transformer, lora_config, base_model=model_args.pretrained_model_name_or_path)
     encoders = FrozenEncoders(
         components.vae,
@@ -135,8 +145,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         train_dataset=dataset,
         data_collator=collator,
         train_batch_sampler=sampler,
+        callbacks=list(callbacks),
+        optimizer_cls_and_kwargs=optimizer_override(args),
     )
-    trainer.train(resume_from_checkpoint=resolve_resume(args))
+    if args.report_model_info:
+        trainer.add_callback(EngineReport(trainer))
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     return trainer
 
@@ -147,7 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # RecipeError, ArgumentValidationError, LegacyFlagConflict
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
-    run(model_args, data_args, training_args)
+    try:
+        run(model_args, data_args, training_args)
+    except (CheckpointNotFound, ModelConfigMismatch) as error:
+        print(f"hf-easyanimate: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import partial
 
@@ -11,8 +12,19 @@ from transformers import Trainer
 from transformers.trainer_utils import seed_worker
 
 from .args import EasyAnimateTrainingArguments
+from .clipping import original_clip_norm
+from .memory import attention_context_factory
 from .models.encoders import FrozenEncoders
 from .objectives import Objective, with_motion_loss
+from .reproducibility import (
+    SAMPLE_KEYS,
+    ReplayableBatchSampler,
+    ReplayableCollator,
+    ReplayableDataset,
+    seeded_rngs,
+    step_seed,
+)
+from .resume import rotate_checkpoints_keeping
 
 
 class EasyAnimateTrainer(Trainer):
@@ -41,16 +53,73 @@ class EasyAnimateTrainer(Trainer):
             model.get_base_model().enable_gradient_checkpointing()
             args.activation_checkpointing = args.gradient_checkpointing = False
         super().__init__(model=model, args=args, **kwargs)
+        self.resumed_from: str | None = None
+        self._attention_context = attention_context_factory(
+            args.enable_xformers_memory_efficient_attention, args.device
+        )
+
+    # --- life cycle -----------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """Trainer's loop; remembers the checkpoint it resumes from so rotation never deletes it."""
+        if isinstance(resume_from_checkpoint, str):
+            self.resumed_from = resume_from_checkpoint
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """One micro-batch, with its random draws keyed by its samples and the chosen attention kernels."""
+        with self._attention_context(), self._step_rngs(inputs):
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    def _step_rngs(self, inputs: dict) -> contextlib.AbstractContextManager:
+        keys = inputs.get(SAMPLE_KEYS)
+        if keys is None:
+            return contextlib.nullcontext()
+        return seeded_rngs(step_seed(self.args.seed, keys.tolist()), device=self.args.device)
+
+    def _clip_grad_norm(self, model):
+        """Clip as the original trainer: a decaying clip norm and harder clipping of abnormal steps.
+
+        DeepSpeed clips inside its engine (``gradient_clipping`` in the config), so it keeps Trainer's path.
+        """
+        args = self.args
+        if self.is_deepspeed_enabled or args.abnormal_norm_clip_start < 0:
+            return super()._clip_grad_norm(model)
+        total = self.accelerator.clip_grad_norm_(model.parameters(), float("inf"))  # unscales fp16 grads too
+        limit = original_clip_norm(
+            float(total), self.state.global_step, args.max_grad_norm, args.abnormal_norm_clip_start,
+            args.initial_grad_norm_ratio,
+        )
+        parameters = [p for p in model.parameters() if p.grad is not None]
+        torch.nn.utils.clip_grads_with_norm_(parameters, limit, total)
+        return total
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Trainer's checkpoint, with a rotation that keeps the checkpoint this run resumed from."""
+        limit = self.args.save_total_limit
+        if not limit or self.resumed_from is None:
+            return super()._save_checkpoint(model, trial)
+        self.args.save_total_limit = None  # Trainer's own rotation off for this call; ours below
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            torch.save(self.args, os.path.join(folder, "training_args.bin"))  # with the real limit
+            keep = {self.resumed_from, self.state.best_model_checkpoint}
+            rotate_checkpoints_keeping(self._get_output_dir(trial=trial), limit, keep)
 
     # --- data -----------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
         if self.train_batch_sampler is None:
             return super().get_train_dataloader()
         args = self.args
+        # Keyed by (epoch, index): data order, per-sample and per-batch randomness replay exactly on resume.
+        batch_sampler = ReplayableBatchSampler(self.train_batch_sampler)
         loader = DataLoader(
-            self.train_dataset,
-            batch_sampler=self.train_batch_sampler,
-            collate_fn=self.data_collator,
+            ReplayableDataset(self.train_dataset, args.seed, batch_sampler),
+            batch_sampler=batch_sampler,
+            collate_fn=ReplayableCollator(self.data_collator, args.seed),
             num_workers=args.dataloader_num_workers,
             pin_memory=args.dataloader_pin_memory and torch.cuda.is_available(),
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
