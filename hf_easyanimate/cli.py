@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = [f"  {name:<18} {help_text}" for name, (_, help_text) in COMMANDS.items()]
         print("usage: hf-easyanimate COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines))
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    command, handler_help = argv[0], COMMANDS[argv[0]]
-    return handler_help[0](argv[1:])
+    handler, _help = COMMANDS[argv[0]]
+    return handler(argv[1:])
 
 
 if __name__ == "__main__":
