@@ -138,12 +138,33 @@ class EasyAnimateTrainer(Trainer):
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     # --- objective ------------------------------------------------------------------------------
+    def forward_transformer(self, model, **inputs):
+        """Call the (wrapped) transformer; under DeepSpeed bf16/fp16, in the engine's dtype.
+
+        Trainer runs DDP/single-process steps under autocast, but a DeepSpeed engine holds its weights in
+        bf16/fp16 and does not autocast: floating inputs are cast to that dtype (the timestep stays float32,
+        its sinusoidal embedding is computed before diffusers casts it) and outputs come back as float32.
+        """
+        dtype = None
+        if self.is_deepspeed_enabled:
+            dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+        if dtype is None:
+            return model(**inputs)
+        cast = {
+            key: value.to(dtype) if torch.is_tensor(value) and value.is_floating_point() and key != "timestep"
+            else value
+            for key, value in inputs.items()
+        }
+        output = model(**cast)
+        return tuple(o.float() if torch.is_tensor(o) and o.is_floating_point() else o for o in output)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         latents = self.encoders.encode_pixels(inputs["pixel_values"]).float()
         prompt = self.encoders.encode_prompts(inputs["text"])
         noise = torch.randn_like(latents)
         batch = self.objective.prepare(latents, noise)
-        pred = model(
+        pred = self.forward_transformer(
+            model,
             hidden_states=batch.noisy_latents,
             timestep=batch.timesteps,
             encoder_hidden_states=prompt["encoder_hidden_states"],
