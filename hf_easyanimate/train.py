@@ -15,7 +15,7 @@ from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .data import BucketBatchSampler, EasyAnimateCollator, EasyAnimateDataset, FrameSampling, bucket_key, load_metadata
 from .models.encoders import FrozenEncoders
 from .models.loading import EasyAnimateComponents, load_components
-from .models.lora import add_lora, build_lora_config
+from .models.lora import LoraTargetError, add_lora, build_lora_config, require_linear_targets
 from .models.text import PromptEncoder
 from .objectives import FlowMatchingObjective, Objective
 from .parser import RecipeError, parse_args
@@ -113,6 +113,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         data_args, args, temporal_compression=components.vae.temporal_compression_ratio
     )
     lora_config = build_lora_config(
+        components.transformer,
         model_args.rank,
         model_args.network_alpha,
         dropout=model_args.lora_dropout,
@@ -120,6 +121,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         init_lora_weights=model_args.init_lora_weights,
     )
     model = add_lora(components.transformer, lora_config, base_model=model_args.pretrained_model_name_or_path)
+    if args.save_lora_format in ("easyanimate", "both"):
+        require_linear_targets(model)
     encoders = FrozenEncoders(
         components.vae,
         PromptEncoder(components.tokenizer, components.text_encoder, model_args.tokenizer_max_length),
@@ -135,6 +138,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         train_dataset=dataset,
         data_collator=collator,
         train_batch_sampler=sampler,
+        model_args=model_args,
+        data_args=data_args,
     )
     trainer.train(resume_from_checkpoint=resolve_resume(args))
     trainer.save_model(args.output_dir)
@@ -147,7 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # RecipeError, ArgumentValidationError, LegacyFlagConflict
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
-    run(model_args, data_args, training_args)
+    try:
+        run(model_args, data_args, training_args)
+    except LoraTargetError as error:  # raised after loading the model, before the first step
+        print(f"hf-easyanimate: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
