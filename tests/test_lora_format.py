@@ -243,3 +243,19 @@ def test_a_hub_repo_id_downloads_only_the_lora_files(tmp_path, monkeypatch):
     assert requests == [("someone/tiny-lora", ["adapter_config.json", "adapter_model.safetensors",
                                                "easyanimate_lora.safetensors"])]
     assert len(weights.modules) == 27 and weights.base_model == "tiny/base"
+
+
+def test_lora_initialisation_depends_on_the_seed_only():
+    from hf_easyanimate.args import EasyAnimateTrainingArguments, ModelArguments
+    from hf_easyanimate.train import build_lora_model
+
+    def initial_lora(seed: int) -> dict:
+        torch.randn(7)  # whatever ran before must not matter
+        args = EasyAnimateTrainingArguments(output_dir="unused", seed=seed, report_to="none")
+        model = build_lora_model(tiny_transformer(), ModelArguments(rank=4, network_alpha=4), args)
+        return {k: v.clone() for k, v in model.state_dict().items() if "lora_A" in k}
+
+    first, second, other = initial_lora(3), initial_lora(3), initial_lora(4)
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert not torch.equal(first["base_model.model.proj_out.lora_A.default.weight"],
+                           other["base_model.model.proj_out.lora_A.default.weight"])

@@ -255,3 +255,19 @@ def test_easyanimate_file_follows_the_training_dtype_and_the_format_flag(trained
     trainer.save_model(str(tmp_path / "peft_only"))
     assert sorted(os.listdir(tmp_path / "peft_only")) == [
         "adapter_config.json", "adapter_model.safetensors", "training_args.bin", "training_recipe.yaml"]
+
+
+@pytest.mark.gpu
+def test_merge_and_sample_on_cuda_in_bfloat16(trained, tiny_model_dir):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from hf_easyanimate.inference import load_pipeline, render_video
+
+    out, _ = trained
+    pipe = load_pipeline(tiny_model_dir, torch_dtype=torch.bfloat16, device="cuda")
+    before = pipe.transformer.proj_out.weight.detach().clone()
+    load_lora_into_pipeline(pipe, out)
+    weight = pipe.transformer.proj_out.weight
+    assert weight.device.type == "cuda" and weight.dtype == torch.bfloat16 and not torch.equal(weight, before)
+    frames = render_video(pipe, "a red disc", num_frames=5, height=32, width=32, num_inference_steps=2)
+    assert frames.shape == (5, 32, 32, 3)
