@@ -65,13 +65,18 @@ class ModelArguments:
     lora_target_modules: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Override the adapted modules (names or one regex). Default: the attention and feed-forward "
-            "Linear layers of every transformer block, as the original trainer adapts."
+            "help": "Override the adapted modules: names (peft matches a name or a dotted suffix, e.g. `to_q to_v`) "
+            "or one regex matched against full module paths. Default: every Linear layer of the transformer "
+            "(attention, feed-forward, adaLN modulation, time/text embeddings, output head), as the original "
+            "LoRANetwork adapts."
         },
     )
     init_lora_weights: str = field(
         default="true",
-        metadata={"help": "peft LoRA initialisation: 'true' (up = 0), 'gaussian', 'pissa', ..."},
+        metadata={
+            "help": "peft LoRA initialisation: 'true' (the original's: kaiming-uniform down, zero up), 'false' "
+            "(random up too: the LoRA changes the output from step 0), 'gaussian', 'pissa', ..."
+        },
     )
     train_text_encoder: bool = field(
         default=False, metadata={"help": "Also train a LoRA on the text encoder (not supported yet; fails early)."}
@@ -293,7 +298,12 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     )
     save_lora_format: str = field(
         default="both",
-        metadata={"help": f"LoRA files written: {SAVE_LORA_FORMATS} (peft adapter, EasyAnimate/ComfyUI file)."},
+        metadata={
+            "help": f"LoRA files written, one of {SAVE_LORA_FORMATS}: the peft adapter (adapter_model.safetensors + "
+            "adapter_config.json) and/or the EasyAnimate/ComfyUI file (easyanimate_lora.safetensors, kohya "
+            "`lora_unet__*` keys, saved in the training dtype like the original). checkpoint-N/ folders always "
+            "hold the peft adapter too: Trainer resumes from it."
+        },
     )
     validation_prompts: list[str] | None = field(
         default=None, metadata={"help": "Prompts sampled with the current LoRA during training."}

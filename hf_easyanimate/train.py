@@ -15,7 +15,7 @@ from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .data import BucketBatchSampler, EasyAnimateCollator, EasyAnimateDataset, FrameSampling, bucket_key, load_metadata
 from .models.encoders import FrozenEncoders
 from .models.loading import EasyAnimateComponents, load_components
-from .models.lora import add_lora, build_lora_config
+from .models.lora import LoraTargetError, add_lora, build_lora_config, require_linear_targets
 from .models.text import PromptEncoder
 from .objectives import FlowMatchingObjective, Objective
 from .parser import RecipeError, parse_args
@@ -76,6 +76,24 @@ def build_training_data(
     return dataset, sampler, collator
 
 
+def build_lora_model(transformer: torch.nn.Module, model_args: ModelArguments, args: EasyAnimateTrainingArguments):
+    """The peft-wrapped transformer. Seeded first, so the LoRA's initial weights are a function of --seed
+    (Trainer seeds only later, when it is constructed)."""
+    transformers.set_seed(args.seed)
+    config = build_lora_config(
+        transformer,
+        model_args.rank,
+        model_args.network_alpha,
+        dropout=model_args.lora_dropout,
+        target_modules=model_args.lora_target_modules,
+        init_lora_weights=model_args.init_lora_weights,
+    )
+    model = add_lora(transformer, config, base_model=model_args.pretrained_model_name_or_path)
+    if args.save_lora_format in ("easyanimate", "both"):
+        require_linear_targets(model)  # fail before the first step, not at the first save
+    return model
+
+
 def resolve_resume(args: EasyAnimateTrainingArguments) -> str | bool | None:
     """``--resume_from_checkpoint latest`` (the original's spelling) picks the newest checkpoint-N."""
     value = args.resume_from_checkpoint
@@ -112,14 +130,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
     dataset, sampler, collator = build_training_data(
         data_args, args, temporal_compression=components.vae.temporal_compression_ratio
     )
-    lora_config = build_lora_config(
-        model_args.rank,
-        model_args.network_alpha,
-        dropout=model_args.lora_dropout,
-        target_modules=model_args.lora_target_modules,
-        init_lora_weights=model_args.init_lora_weights,
-    )
-    model = add_lora(components.transformer, lora_config, base_model=model_args.pretrained_model_name_or_path)
+    model = build_lora_model(components.transformer, model_args, args)
     encoders = FrozenEncoders(
         components.vae,
         PromptEncoder(components.tokenizer, components.text_encoder, model_args.tokenizer_max_length),
@@ -135,6 +146,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         train_dataset=dataset,
         data_collator=collator,
         train_batch_sampler=sampler,
+        model_args=model_args,
+        data_args=data_args,
     )
     trainer.train(resume_from_checkpoint=resolve_resume(args))
     trainer.save_model(args.output_dir)
@@ -147,7 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # RecipeError, ArgumentValidationError, LegacyFlagConflict
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
-    run(model_args, data_args, training_args)
+    try:
+        run(model_args, data_args, training_args)
+    except LoraTargetError as error:  # raised after loading the model, before the first step
+        print(f"hf-easyanimate: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
