@@ -19,7 +19,7 @@ def _make_tiny_model(argv: list[str]) -> int:
         description="Write a tiny random EasyAnimate repo (diffusers layout) for tests and demos.",
     )
     parser.add_argument("output_dir")
-    parser.add_argument("--version", default="v5.1", choices=["v5.1"])
+    parser.add_argument("--version", default="v5.1", choices=["v5.1", "v5"], help="v5.1: Qwen2-VL; v5: BERT + T5.")
     parser.add_argument("--inpaint", action="store_true", help="InP variant (image-to-video).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = [f"  {name:<18} {help_text}" for name, (_, help_text) in COMMANDS.items()]
         print("usage: hf-easyanimate COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines))
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    command, handler_help = argv[0], COMMANDS[argv[0]]
-    return handler_help[0](argv[1:])
+    handler, _help = COMMANDS[argv[0]]
+    return handler(argv[1:])
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from transformers import Trainer
 from transformers.trainer_utils import seed_worker
 
 from .args import EasyAnimateTrainingArguments
+from .inpaint import InpaintConditioner, empty_inpaint_latents
 from .models.encoders import FrozenEncoders
-from .objectives import Objective, with_motion_loss
+from .objectives import Objective
 
 
 class EasyAnimateTrainer(Trainer):
@@ -20,6 +21,7 @@ class EasyAnimateTrainer(Trainer):
 
     ``model`` is the peft-wrapped transformer (the only thing DDP/DeepSpeed wrap and checkpoints save);
     the VAE and text encoder come in through ``encoders``; the loss comes from ``objective``.
+    ``inpaint`` (InP checkpoints) builds the transformer's ``inpaint_latents`` from ``mask`` batches.
     ``train_batch_sampler`` (optional) replaces Trainer's sampler so that every batch shares one size.
     """
 
@@ -30,10 +32,12 @@ class EasyAnimateTrainer(Trainer):
         encoders: FrozenEncoders,
         objective: Objective,
         train_batch_sampler: Sampler | None = None,
+        inpaint: InpaintConditioner | None = None,
         **kwargs,
     ) -> None:
         self.encoders = encoders
         self.objective = objective
+        self.inpaint = inpaint
         self.train_batch_sampler = train_batch_sampler
         if args.activation_checkpointing:
             # Trainer would call `activation_checkpointing_enable`, a transformers-only API; diffusers models
@@ -69,20 +73,27 @@ class EasyAnimateTrainer(Trainer):
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     # --- objective ------------------------------------------------------------------------------
+    def inpaint_latents(self, inputs: dict, latents: torch.Tensor) -> torch.Tensor | None:
+        """Mask + masked-video latents for InP models; all zeros (text-to-video) when the batch has no mask."""
+        if self.inpaint is None:
+            return None
+        if "mask" not in inputs:
+            return empty_inpaint_latents(latents)
+        encode = partial(self.encoders.encode_pixels, sample=False)
+        return self.inpaint(inputs["pixel_values"], inputs["mask"], latents, encode)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         latents = self.encoders.encode_pixels(inputs["pixel_values"]).float()
         prompt = self.encoders.encode_prompts(inputs["text"])
-        noise = torch.randn_like(latents)
-        batch = self.objective.prepare(latents, noise)
+        inpaint_latents = self.inpaint_latents(inputs, latents)
+        batch = self.objective.prepare(latents, self.objective.sample_noise(latents))
         pred = model(
             hidden_states=batch.noisy_latents,
             timestep=batch.timesteps,
             encoder_hidden_states=prompt["encoder_hidden_states"],
+            encoder_hidden_states_t5=prompt.get("encoder_hidden_states_t5"),
+            inpaint_latents=inpaint_latents,
             return_dict=False,
         )[0]
-        if pred.shape[1] != batch.target.shape[1]:
-            pred = pred[:, : batch.target.shape[1]]  # learned-sigma heads: the first half is the prediction
-        loss = self.objective.loss(pred, batch.target, batch.timesteps)
-        if self.args.motion_sub_loss:
-            loss = with_motion_loss(loss, pred, batch.target, self.args.motion_sub_loss_ratio)
+        loss = self.objective.loss(pred, batch)
         return (loss, pred) if return_outputs else loss
