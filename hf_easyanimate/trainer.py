@@ -45,6 +45,9 @@ class EasyAnimateTrainer(Trainer):
             model.get_base_model().enable_gradient_checkpointing()
             args.activation_checkpointing = args.gradient_checkpointing = False
         super().__init__(model=model, args=args, **kwargs)
+        # Trainer seeds every rank alike; like the original (seed + process_index), give each rank its own
+        # noise/timestep stream. Trainer saves and restores per-rank RNG states, so resuming stays exact.
+        torch.manual_seed(args.seed + args.process_index)
 
     # --- data -----------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:

@@ -79,3 +79,22 @@ def test_ddpm_training_on_v5_reduces_the_loss(tiny_v5_inpaint_model_dir, demo_da
     assert "encoder_hidden_states_t5" in trainer.encoders.encode_prompts(["a red disc"])
     print(f"V5-InP ddpm inpaint: fixed-seed loss {before:.4f} -> {after:.4f}")
     assert after < 0.97 * before, (before, after)
+
+
+def test_each_rank_draws_its_own_noise_stream(tiny_model_dir, demo_data, tmp_path, monkeypatch):
+    """Trainer seeds all ranks with --seed; the trainer re-seeds torch with seed + rank, as the original does."""
+    from hf_easyanimate.args import EasyAnimateTrainingArguments
+    from hf_easyanimate.models.loading import load_components
+    from hf_easyanimate.models.lora import add_lora, build_lora_config
+    from hf_easyanimate.trainer import EasyAnimateTrainer
+
+    _, _, args = parse_args([DEMO, *demo_overrides(tiny_model_dir, demo_data, str(tmp_path))])
+    components = load_components(tiny_model_dir)
+    model = add_lora(components.transformer, build_lora_config(4, 4))
+    draws = []
+    for rank in (0, 1):
+        monkeypatch.setattr(EasyAnimateTrainingArguments, "process_index", property(lambda self, r=rank: r))
+        EasyAnimateTrainer(model=model, args=args, encoders=None, objective=None)
+        assert torch.initial_seed() == args.seed + rank
+        draws.append(torch.randn(4))
+    assert not torch.equal(draws[0], draws[1])
