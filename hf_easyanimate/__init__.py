@@ -16,6 +16,21 @@ _EXPORTS = {
     "EasyAnimateTrainingArguments": "hf_easyanimate.args",
     "ModelArguments": "hf_easyanimate.args",
     "DataArguments": "hf_easyanimate.args",
+    # objectives and conditioning
+    "DDPMObjective": "hf_easyanimate.objectives",
+    "DiscreteTimestepSampler": "hf_easyanimate.objectives",
+    "FlowMatchingObjective": "hf_easyanimate.objectives",
+    "LearnedSigmaObjective": "hf_easyanimate.objectives",
+    "NoiseOptions": "hf_easyanimate.objectives",
+    "Objective": "hf_easyanimate.objectives",
+    "InpaintConditioner": "hf_easyanimate.inpaint",
+    "InpaintMaskGenerator": "hf_easyanimate.data.masks",
+    # models
+    "DualPromptEncoder": "hf_easyanimate.models.text",
+    "PromptEncoder": "hf_easyanimate.models.text",
+    "ModelLoadError": "hf_easyanimate.models.loading",
+    "UnsupportedModelError": "hf_easyanimate.models.loading",
+    "load_components": "hf_easyanimate.models.loading",
     # using a trained LoRA
     "load_lora_into_pipeline": "hf_easyanimate.inference",
     "merge_lora": "hf_easyanimate.inference",

@@ -20,7 +20,7 @@ def _make_tiny_model(argv: list[str]) -> int:
         description="Write a tiny random EasyAnimate repo (diffusers layout) for tests and demos.",
     )
     parser.add_argument("output_dir")
-    parser.add_argument("--version", default="v5.1", choices=["v5.1"])
+    parser.add_argument("--version", default="v5.1", choices=["v5.1", "v5"], help="v5.1: Qwen2-VL; v5: BERT + T5.")
     parser.add_argument("--inpaint", action="store_true", help="InP variant (image-to-video).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -14,10 +14,11 @@ from transformers.utils.hub import PushInProgress
 
 from . import hub
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
+from .inpaint import InpaintConditioner, empty_inpaint_latents
 from .models.encoders import FrozenEncoders
 from .models.lora_files import EASYANIMATE_LORA_NAME, atomic_copy, atomic_path, save_easyanimate_lora, save_peft_model
 from .models.lora_format import from_peft
-from .objectives import Objective, with_motion_loss
+from .objectives import Objective
 
 
 def _hf_api():
@@ -32,6 +33,7 @@ class EasyAnimateTrainer(Trainer):
 
     ``model`` is the peft-wrapped transformer (the only thing DDP/DeepSpeed wrap and checkpoints save);
     the VAE and text encoder come in through ``encoders``; the loss comes from ``objective``.
+    ``inpaint`` (InP checkpoints) builds the transformer's ``inpaint_latents`` from ``mask`` batches.
     ``train_batch_sampler`` (optional) replaces Trainer's sampler so that every batch shares one size.
     """
 
@@ -42,12 +44,14 @@ class EasyAnimateTrainer(Trainer):
         encoders: FrozenEncoders,
         objective: Objective,
         train_batch_sampler: Sampler | None = None,
+        inpaint: InpaintConditioner | None = None,
         model_args: ModelArguments | None = None,
         data_args: DataArguments | None = None,
         **kwargs,
     ) -> None:
         self.encoders = encoders
         self.objective = objective
+        self.inpaint = inpaint
         self.train_batch_sampler = train_batch_sampler
         # Only for the recipe and the model card written beside the LoRA.
         self.model_args = model_args
@@ -58,6 +62,9 @@ class EasyAnimateTrainer(Trainer):
             model.get_base_model().enable_gradient_checkpointing()
             args.activation_checkpointing = args.gradient_checkpointing = False
         super().__init__(model=model, args=args, **kwargs)
+        # Trainer seeds every rank alike; like the original (seed + process_index), give each rank its own
+        # noise/timestep stream. Trainer saves and restores per-rank RNG states, so resuming stays exact.
+        torch.manual_seed(args.seed + args.process_index)
 
     # --- data -----------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
@@ -206,20 +213,27 @@ class EasyAnimateTrainer(Trainer):
             self.push_in_progress.jobs.extend(jobs)
 
     # --- objective ------------------------------------------------------------------------------
+    def inpaint_latents(self, inputs: dict, latents: torch.Tensor) -> torch.Tensor | None:
+        """Mask + masked-video latents for InP models; all zeros (text-to-video) when the batch has no mask."""
+        if self.inpaint is None:
+            return None
+        if "mask" not in inputs:
+            return empty_inpaint_latents(latents)
+        encode = partial(self.encoders.encode_pixels, sample=False)
+        return self.inpaint(inputs["pixel_values"], inputs["mask"], latents, encode)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         latents = self.encoders.encode_pixels(inputs["pixel_values"]).float()
         prompt = self.encoders.encode_prompts(inputs["text"])
-        noise = torch.randn_like(latents)
-        batch = self.objective.prepare(latents, noise)
+        inpaint_latents = self.inpaint_latents(inputs, latents)
+        batch = self.objective.prepare(latents, self.objective.sample_noise(latents))
         pred = model(
             hidden_states=batch.noisy_latents,
             timestep=batch.timesteps,
             encoder_hidden_states=prompt["encoder_hidden_states"],
+            encoder_hidden_states_t5=prompt.get("encoder_hidden_states_t5"),
+            inpaint_latents=inpaint_latents,
             return_dict=False,
         )[0]
-        if pred.shape[1] != batch.target.shape[1]:
-            pred = pred[:, : batch.target.shape[1]]  # learned-sigma heads: the first half is the prediction
-        loss = self.objective.loss(pred, batch.target, batch.timesteps)
-        if self.args.motion_sub_loss:
-            loss = with_motion_loss(loss, pred, batch.target, self.args.motion_sub_loss_ratio)
+        loss = self.objective.loss(pred, batch)
         return (loss, pred) if return_outputs else loss
