@@ -1,3 +1,59 @@
-"""LoRA training for EasyAnimate video diffusion transformers, the Hugging Face way."""
+"""LoRA training for EasyAnimate video diffusion transformers, the Hugging Face way.
+
+Public names are imported on first use, so ``import hf_easyanimate`` stays fast (no torch/diffusers import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # training
+    "EasyAnimateTrainer": "hf_easyanimate.trainer",
+    "EasyAnimateTrainingArguments": "hf_easyanimate.args",
+    "ModelArguments": "hf_easyanimate.args",
+    "DataArguments": "hf_easyanimate.args",
+    # objectives and conditioning
+    "DDPMObjective": "hf_easyanimate.objectives",
+    "DiscreteTimestepSampler": "hf_easyanimate.objectives",
+    "FlowMatchingObjective": "hf_easyanimate.objectives",
+    "LearnedSigmaObjective": "hf_easyanimate.objectives",
+    "NoiseOptions": "hf_easyanimate.objectives",
+    "Objective": "hf_easyanimate.objectives",
+    "InpaintConditioner": "hf_easyanimate.inpaint",
+    "InpaintMaskGenerator": "hf_easyanimate.data.masks",
+    # models
+    "DualPromptEncoder": "hf_easyanimate.models.text",
+    "PromptEncoder": "hf_easyanimate.models.text",
+    "ModelLoadError": "hf_easyanimate.models.loading",
+    "UnsupportedModelError": "hf_easyanimate.models.loading",
+    "load_components": "hf_easyanimate.models.loading",
+    # using a trained LoRA
+    "load_lora_into_pipeline": "hf_easyanimate.inference",
+    "merge_lora": "hf_easyanimate.inference",
+    "unmerge_lora": "hf_easyanimate.inference",
+    "first_frame_conditioning": "hf_easyanimate.inference",
+    "read_lora": "hf_easyanimate.models.lora_files",
+    "export_lora": "hf_easyanimate.models.lora_files",
+    "save_easyanimate_lora": "hf_easyanimate.models.lora_files",
+    "save_peft_adapter": "hf_easyanimate.models.lora_files",
+    "LoraWeights": "hf_easyanimate.models.lora_format",
+    "LoraFormatError": "hf_easyanimate.models.lora_format",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hf_easyanimate' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -70,13 +70,18 @@ class ModelArguments:
     lora_target_modules: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Override the adapted modules (names or one regex). Default: the attention and feed-forward "
-            "Linear layers of every transformer block, as the original trainer adapts."
+            "help": "Override the adapted modules: names (peft matches a name or a dotted suffix, e.g. `to_q to_v`) "
+            "or one regex matched against full module paths. Default: every Linear layer of the transformer "
+            "(attention, feed-forward, adaLN modulation, time/text embeddings, output head), as the original "
+            "LoRANetwork adapts."
         },
     )
     init_lora_weights: str = field(
         default="true",
-        metadata={"help": "peft LoRA initialisation: 'true' (up = 0), 'gaussian', 'pissa', ..."},
+        metadata={
+            "help": "peft LoRA initialisation: 'true' (the original's: kaiming-uniform down, zero up), 'false' "
+            "(random up too: the LoRA changes the output from step 0), 'gaussian', 'pissa', ..."
+        },
     )
     train_text_encoder: bool = field(
         default=False, metadata={"help": "Also train a LoRA on the text encoder (not supported yet; fails early)."}
@@ -236,9 +241,18 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     )
     prediction_type: str | None = field(
         default=None,
-        metadata={"help": "ddpm only: 'epsilon' or 'v_prediction'; default: the checkpoint scheduler's."},
+        metadata={
+            "help": "ddpm only: 'epsilon' or 'v_prediction'; default: the checkpoint scheduler's (the original "
+            "always used the scheduler's). No effect with flow or sigma."
+        },
     )
-    train_sampling_steps: int = field(default=1000, metadata={"help": "Number of diffusion training timesteps."})
+    train_sampling_steps: int = field(
+        default=1000,
+        metadata={
+            "help": "ddpm and sigma: size of the discrete timestep range [0, N) (sigma: the diffusion is respaced "
+            "to N steps; ddpm: the indices are the DDPM timesteps). No effect with flow."
+        },
+    )
     uniform_sampling: bool = field(
         default=False,
         metadata={
@@ -253,15 +267,34 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     logit_mean: float = field(default=0.0, metadata={"help": "flow, logit_normal scheme: mean."})
     logit_std: float = field(default=1.0, metadata={"help": "flow, logit_normal scheme: standard deviation."})
     mode_scale: float = field(default=1.29, metadata={"help": "flow, mode scheme: scale."})
-    snr_loss: bool = field(default=False, metadata={"help": "sigma only: SNR-weighted loss."})
-    noise_offset: float = field(default=0.0, metadata={"help": "Offset noise strength (0 disables)."})
-    input_perturbation: float = field(default=0.0, metadata={"help": "Input perturbation of the noise (0 disables)."})
+    snr_loss: bool = field(
+        default=False,
+        metadata={"help": "sigma only: compare x0 instead of epsilon for timesteps <= 249. No effect otherwise."},
+    )
+    noise_offset: float = field(
+        default=0.0,
+        metadata={
+            "help": "Offset noise: add noise_offset x N(0, 1) per sample and channel, constant over frames and "
+            "pixels. 0 disables (the original parses this flag but never applies it)."
+        },
+    )
+    input_perturbation: float = field(
+        default=0.0,
+        metadata={
+            "help": "Noise the model input with noise + input_perturbation x N(0, 1) while the target keeps the "
+            "clean noise. 0 disables (the original parses this flag but never applies it)."
+        },
+    )
     noise_share_in_frames: bool = field(
         default=False, metadata={"help": "Correlate noise across frames: e_i = r * e_(i-1) + (1 - r) * e_i."}
     )
     noise_share_in_frames_ratio: float = field(default=0.5, metadata={"help": "r of --noise_share_in_frames."})
     motion_sub_loss: bool = field(
-        default=False, metadata={"help": "Add a loss on frame differences (clips with more than 2 latent frames)."}
+        default=False,
+        metadata={
+            "help": "flow and ddpm: add a loss on frame differences (clips with more than 2 latent frames). "
+            "No effect with sigma."
+        },
     )
     motion_sub_loss_ratio: float = field(default=0.25, metadata={"help": "Weight of --motion_sub_loss."})
 
@@ -317,7 +350,12 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     )
     save_lora_format: str = field(
         default="both",
-        metadata={"help": f"LoRA files written: {SAVE_LORA_FORMATS} (peft adapter, EasyAnimate/ComfyUI file)."},
+        metadata={
+            "help": f"LoRA files written, one of {SAVE_LORA_FORMATS}: the peft adapter (adapter_model.safetensors + "
+            "adapter_config.json) and/or the EasyAnimate/ComfyUI file (easyanimate_lora.safetensors, kohya "
+            "`lora_unet__*` keys, saved in the training dtype like the original). checkpoint-N/ folders always "
+            "hold the peft adapter too: Trainer resumes from it."
+        },
     )
     validation_prompts: list[str] | None = field(
         default=None, metadata={"help": "Prompts sampled with the current LoRA during training."}
@@ -367,6 +405,17 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             logger.warning("--weighting_scheme only applies to --loss_type flow; ignored for %s.", self.loss_type)
         if self.snr_loss and self.loss_type != "sigma":
             logger.warning("--snr_loss only applies to --loss_type sigma; ignored for %s.", self.loss_type)
+        for key, default in (("logit_mean", 0.0), ("logit_std", 1.0), ("mode_scale", 1.29)):
+            if self.loss_type != "flow" and getattr(self, key) != default:
+                logger.warning("--%s only applies to --loss_type flow; ignored for %s.", key, self.loss_type)
+        if self.prediction_type is not None and self.loss_type != "ddpm":
+            logger.warning("--prediction_type only applies to --loss_type ddpm; ignored for %s.", self.loss_type)
+        if self.train_sampling_steps != 1000 and self.loss_type == "flow":
+            logger.warning(
+                "--train_sampling_steps has no effect with --loss_type flow (the scheduler's grid is used)."
+            )
+        if self.motion_sub_loss and self.loss_type == "sigma":
+            logger.warning("--motion_sub_loss has no effect with --loss_type sigma, as in the original trainer.")
         self._check_optimizer_available()
         super().__post_init__()
         if self.scale_lr:

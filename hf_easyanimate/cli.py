@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ def _make_tiny_model(argv: list[str]) -> int:
         description="Write a tiny random EasyAnimate repo (diffusers layout) for tests and demos.",
     )
     parser.add_argument("output_dir")
-    parser.add_argument("--version", default="v5.1", choices=["v5.1"])
+    parser.add_argument("--version", default="v5.1", choices=["v5.1", "v5"], help="v5.1: Qwen2-VL; v5: BERT + T5.")
     parser.add_argument("--inpaint", action="store_true", help="InP variant (image-to-video).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -47,10 +48,100 @@ def _make_demo_data(argv: list[str]) -> int:
     return 0
 
 
+def _export_lora(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hf-easyanimate export-lora",
+        description="Convert a LoRA between the peft adapter and the EasyAnimate/ComfyUI (kohya) file.",
+    )
+    parser.add_argument("input", help="LoRA file, peft adapter folder, or training output / checkpoint-N folder.")
+    parser.add_argument("--to", required=True, choices=["easyanimate", "peft"], help="Format to write.")
+    parser.add_argument("output", help="easyanimate: a .safetensors file (or a folder); peft: a folder.")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                        help="Cast the weights (default: keep the input's dtype, so the conversion is lossless).")
+    parser.add_argument("--key_style", choices=["original", "diffusers"], default="original",
+                        help="easyanimate only: module names of the original EasyAnimate transformer (attn2.*; "
+                        "loads in EasyAnimate and ComfyUI) or of the diffusers one.")
+    args = parser.parse_args(argv)
+    from .models.lora_files import export_lora, read_lora
+    from .models.lora_format import LoraFormatError
+
+    try:
+        written = export_lora(args.input, args.to, args.output, dtype=args.dtype, key_style=args.key_style)
+        summary = read_lora(written[0]).summary() if args.to == "easyanimate" else read_lora(args.output).summary()
+    except (LoraFormatError, ValueError) as error:
+        print(f"hf-easyanimate export-lora: error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB)")
+    print(summary)
+    return 0
+
+
+def _sample(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hf-easyanimate sample",
+        description="Render a clip with diffusers' EasyAnimate pipeline and your LoRA, and write it as mp4.",
+    )
+    parser.add_argument("--model", required=True, help="Base model: Hub id or diffusers-layout folder.")
+    parser.add_argument("--lora", default=None, help="LoRA file or folder (either format); omit for the base model.")
+    parser.add_argument("--lora_scale", type=float, default=1.0, help="LoRA strength (1.0 = as trained).")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative_prompt", default="", help="Negative prompt for classifier-free guidance.")
+    parser.add_argument("--image", default=None,
+                        help="First frame (image-to-video; needs an InP checkpoint). The rest is generated.")
+    parser.add_argument("--out", required=True, help="Output .mp4 path.")
+    parser.add_argument("--num_frames", type=int, default=49, help="Frames to render (4n+1: 1, 5, 9, ..., 49).")
+    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=50, help="Denoising steps.")
+    parser.add_argument("--guidance_scale", type=float, default=6.0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--fps", type=int, default=8)
+    parser.add_argument("--device", default=None, help="Default: cuda when available, else cpu.")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                        help="Default: bfloat16 on cuda, float32 on cpu.")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from .inference import load_lora_into_pipeline, load_pipeline, render_video
+    from .media import write_mp4
+    from .models.lora_files import atomic_path
+    from .models.lora_format import LoraFormatError
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+    try:
+        if args.num_frames < 1 or (args.num_frames - 1) % 4:
+            raise ValueError(f"--num_frames={args.num_frames}: the MagVIT VAE decodes 4n+1 frames (1, 5, 9, ..., 49)")
+        if args.image is not None and not os.path.isfile(args.image):
+            raise ValueError(f"--image {args.image}: no such file")
+        pipe = load_pipeline(args.model, image_to_video=args.image is not None,
+                             torch_dtype=getattr(torch, dtype_name), device=device)
+        if args.lora:
+            weights = load_lora_into_pipeline(pipe, args.lora, scale=args.lora_scale)
+            print(f"LoRA {weights.source} merged at scale {args.lora_scale:g}: {weights.summary()}")
+        frames = render_video(
+            pipe, args.prompt, image=args.image, num_frames=args.num_frames, height=args.height, width=args.width,
+            num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+            negative_prompt=args.negative_prompt, seed=args.seed,
+        )
+    except (LoraFormatError, ValueError, OSError) as error:  # OSError: model not found / not loadable
+        print(f"hf-easyanimate sample: error: {error}", file=sys.stderr)
+        return 2
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with atomic_path(args.out) as temporary:
+        write_mp4(temporary, frames, fps=args.fps)
+    print(f"wrote {args.out}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}")
+    return 0
+
+
 COMMANDS = {
     "train": (_train, "train a LoRA: hf-easyanimate train RECIPE.yaml [--flag value ...]"),
     "make-tiny-model": (_make_tiny_model, "write a tiny random EasyAnimate repo"),
     "make-demo-data": (_make_demo_data, "write a synthetic clip set with metadata.json"),
+    "export-lora": (_export_lora, "convert a LoRA: hf-easyanimate export-lora IN --to easyanimate|peft OUT"),
+    "sample": (_sample, "render a clip with a LoRA: hf-easyanimate sample --model M --lora L --prompt P --out x.mp4"),
 }
 
 
@@ -60,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = [f"  {name:<18} {help_text}" for name, (_, help_text) in COMMANDS.items()]
         print("usage: hf-easyanimate COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines))
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    handler, _help = COMMANDS[argv[0]]
+    handler, _ = COMMANDS[argv[0]]
     return handler(argv[1:])
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .media import write_mp4  # noqa: F401  (re-exported: testing.write_mp4 predates media.py)
+
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -52,8 +54,15 @@ class TinyModelConfig:
     num_attention_heads: int = 2
     attention_head_dim: int = 16  # 3D RoPE splits the head dim 1/4, 3/8, 3/8: keep it a multiple of 16
     text_hidden_size: int = 32
+    t5_hidden_size: int = 24  # V5 only: T5 width, != BERT width so a mix-up fails loudly
     vocab_size: int = 400
     vae_channels: tuple[int, ...] = (8, 8, 16, 16)
+
+
+SUPPORTED_TINY_VERSIONS = ("v5.1", "v5")
+# V5 ships BERT (HunyuanDiT's, 77 tokens) and mT5 (256 tokens) tokenizers; the tiny ones keep those limits.
+BERT_MAX_LENGTH = 77
+T5_MAX_LENGTH = 256
 
 
 def _corpus() -> list[str]:
@@ -87,6 +96,46 @@ def build_tiny_tokenizer(vocab_size: int = 400):
         chat_template=QWEN_CHAT_TEMPLATE,
         model_max_length=32768,
     )
+
+
+def _corpus_words() -> list[str]:
+    return sorted({word for line in _corpus() for word in line.split()})
+
+
+def build_tiny_bert_tokenizer():
+    """A WordPiece BERT tokenizer over the demo vocabulary (plus single letters), built locally."""
+    from transformers import BertTokenizer
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_corpus_words(), *letters, *(f"##{c}" for c in letters)]
+    vocab = {token: index for index, token in enumerate(dict.fromkeys(tokens))}
+    return BertTokenizer(vocab=vocab, model_max_length=BERT_MAX_LENGTH)
+
+
+def build_tiny_t5_tokenizer():
+    """A Unigram T5 tokenizer over the demo vocabulary (plus single letters), built locally."""
+    from transformers import T5Tokenizer
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(f"\u2581{word}", -1.0) for word in _corpus_words()] + [(c, -5.0) for c in letters]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=T5_MAX_LENGTH)
+
+
+def build_tiny_bert_t5(bert_tokenizer, t5_tokenizer, config: TinyModelConfig):
+    """Tiny random BERT (``text_encoder``) and T5 encoder (``text_encoder_2``) for the V5 layout."""
+    from transformers import BertConfig, BertModel, T5Config, T5EncoderModel
+
+    bert = BertModel(BertConfig(
+        vocab_size=len(bert_tokenizer), hidden_size=config.text_hidden_size, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=2 * config.text_hidden_size, max_position_embeddings=128,
+    )).eval()
+    t5 = T5EncoderModel(T5Config(
+        vocab_size=len(t5_tokenizer), d_model=config.t5_hidden_size, d_kv=8, d_ff=2 * config.t5_hidden_size,
+        num_layers=2, num_heads=2, pad_token_id=t5_tokenizer.pad_token_id, eos_token_id=t5_tokenizer.eos_token_id,
+        decoder_start_token_id=t5_tokenizer.pad_token_id,
+    )).eval()
+    return bert, t5
 
 
 def build_tiny_qwen2_vl(tokenizer, config: TinyModelConfig):
@@ -130,10 +179,15 @@ def build_tiny_qwen2_vl(tokenizer, config: TinyModelConfig):
 def build_tiny_components(version: str = "v5.1", inpaint: bool = False, config: TinyModelConfig | None = None,
                           seed: int = 0) -> dict:
     """Random tiny components keyed like the pipeline's modules."""
-    from diffusers import AutoencoderKLMagvit, EasyAnimateTransformer3DModel, FlowMatchEulerDiscreteScheduler
+    from diffusers import (
+        AutoencoderKLMagvit,
+        DDIMScheduler,
+        EasyAnimateTransformer3DModel,
+        FlowMatchEulerDiscreteScheduler,
+    )
 
-    if version != "v5.1":
-        raise ValueError(f"tiny model version {version!r} is not available; supported: v5.1")
+    if version not in SUPPORTED_TINY_VERSIONS:
+        raise ValueError(f"tiny model version {version!r} is not available; supported: {SUPPORTED_TINY_VERSIONS}")
     config = config or TinyModelConfig()
     torch.manual_seed(seed)
     latent = config.latent_channels
@@ -146,8 +200,13 @@ def build_tiny_components(version: str = "v5.1", inpaint: bool = False, config: 
         norm_num_groups=4,
         spatial_group_norm=False,
     ).eval()
-    tokenizer = build_tiny_tokenizer(config.vocab_size)
-    text_encoder = build_tiny_qwen2_vl(tokenizer, config)
+    text = {}
+    if version == "v5.1":
+        text["tokenizer"] = build_tiny_tokenizer(config.vocab_size)
+        text["text_encoder"] = build_tiny_qwen2_vl(text["tokenizer"], config)
+    else:
+        text["tokenizer"], text["tokenizer_2"] = build_tiny_bert_tokenizer(), build_tiny_t5_tokenizer()
+        text["text_encoder"], text["text_encoder_2"] = build_tiny_bert_t5(text["tokenizer"], text["tokenizer_2"], config)
     transformer = EasyAnimateTransformer3DModel(
         num_attention_heads=config.num_attention_heads,
         attention_head_dim=config.attention_head_dim,
@@ -160,28 +219,78 @@ def build_tiny_components(version: str = "v5.1", inpaint: bool = False, config: 
         mmdit_layers=config.num_layers,
         time_embed_dim=32,
         text_embed_dim=config.text_hidden_size,
+        text_embed_dim_t5=config.t5_hidden_size if version == "v5" else None,
         add_norm_text_encoder=False,
         after_norm=False,
         resize_inpaint_mask_directly=True,
-        enable_text_attention_mask=True,
-        add_noise_in_inpaint_model=True,
+        enable_text_attention_mask=version == "v5.1",
+        add_noise_in_inpaint_model=version == "v5.1",
     )
-    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
-    return {
-        "vae": vae,
-        "text_encoder": text_encoder,
-        "tokenizer": tokenizer,
-        "transformer": transformer,
-        "scheduler": scheduler,
+    if version == "v5.1":
+        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    else:  # the V5 release's scheduler config: v-prediction DDIM with zero terminal SNR
+        scheduler = DDIMScheduler(
+            num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
+            clip_sample=False, set_alpha_to_one=True, steps_offset=0,
+        )
+    return {"vae": vae, **text, "transformer": transformer, "scheduler": scheduler}
+
+
+def _update_json(path: str, **entries) -> None:
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    data.update(entries)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+
+
+def _write_v5_repo(output_dir: str, components: dict, inpaint: bool) -> None:
+    """The V5 release layout: BERT + T5 encoders, DDIM scheduler, transformer weights with original names.
+
+    diffusers has no V5 pipeline class, so components are saved one by one and ``model_index.json`` names
+    EasyAnimate's own multi-text-encoder pipeline, as the released repos do.
+    """
+    import diffusers
+    from safetensors.torch import save_file
+
+    from .models.loading import convert_diffusers_transformer_keys
+
+    os.makedirs(output_dir, exist_ok=True)
+    for name, component in components.items():
+        component.save_pretrained(os.path.join(output_dir, name))
+    weights = os.path.join(output_dir, "transformer", "diffusion_pytorch_model.safetensors")
+    state_dict = {k: v.contiguous() for k, v in components["transformer"].state_dict().items()}
+    save_file(convert_diffusers_transformer_keys(state_dict), weights, metadata={"format": "pt"})
+    index = {
+        "_class_name": "EasyAnimatePipeline_Multi_Text_Encoder" + ("_Inpaint" if inpaint else ""),
+        "_diffusers_version": diffusers.__version__,
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "BertModel"],
+        "text_encoder_2": ["transformers", "T5EncoderModel"],
+        "tokenizer": ["transformers", "BertTokenizer"],
+        "tokenizer_2": ["transformers", "T5Tokenizer"],
+        "transformer": ["diffusers", "EasyAnimateTransformer3DModel"],
+        "vae": ["diffusers", "AutoencoderKLMagvit"],
     }
+    with open(os.path.join(output_dir, "model_index.json"), "w", encoding="utf-8") as handle:
+        json.dump(index, handle, indent=2)
 
 
 def make_tiny_model(output_dir: str, version: str = "v5.1", inpaint: bool = False, seed: int = 0) -> str:
-    """Write a tiny random EasyAnimate repo in diffusers layout; returns ``output_dir``."""
+    """Write a tiny random EasyAnimate repo in the layout of the real ``version`` release; returns ``output_dir``.
+
+    v5.1: diffusers layout (Qwen2-VL), loadable by diffusers' EasyAnimate pipelines. v5: the V5 release layout
+    (BERT + T5, original transformer key names), loadable by :func:`hf_easyanimate.models.loading.load_components`.
+    """
     from diffusers import EasyAnimateInpaintPipeline, EasyAnimatePipeline
     from transformers import Qwen2Tokenizer
 
     components = build_tiny_components(version=version, inpaint=inpaint, seed=seed)
+    if version == "v5":
+        _write_v5_repo(output_dir, components, inpaint)
+        _mark_magvit_cache(output_dir)
+        return output_dir
     pipeline_class = EasyAnimateInpaintPipeline if inpaint else EasyAnimatePipeline
     pipeline = pipeline_class(**components)
     pipeline.save_pretrained(output_dir, safe_serialization=True)
@@ -194,7 +303,14 @@ def make_tiny_model(output_dir: str, version: str = "v5.1", inpaint: bool = Fals
     index["tokenizer"] = ["transformers", "Qwen2Tokenizer"]
     with open(index_path, "w", encoding="utf-8") as handle:
         json.dump(index, handle, indent=2)
+    _mark_magvit_cache(output_dir)
     return output_dir
+
+
+def _mark_magvit_cache(output_dir: str) -> None:
+    """Real V5/V5.1 VAE configs carry ``cache_mag_vae: true`` (frame 0 encoded alone); the inpaint pipeline
+    reads it to resize masks, so the tiny repos carry it too."""
+    _update_json(os.path.join(output_dir, "vae", "config.json"), cache_mag_vae=True)
 
 
 # --- demo data ------------------------------------------------------------------------------------
@@ -216,22 +332,6 @@ def _render_frame(height: int, width: int, shape: str, colour: tuple[int, int, i
         inside = (abs(xs - cx) <= radius) & (abs(ys - cy) <= radius)
     frame[inside] = colour
     return frame
-
-
-def write_mp4(path: str, frames: np.ndarray, fps: int = 8) -> None:
-    """Write (F, H, W, 3) uint8 frames as an H.264 mp4 (even sides required by yuv420p)."""
-    import av
-
-    height, width = frames.shape[1:3]
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def make_demo_data(output_dir: str, videos: int = 8, images: int = 4, seed: int = 0) -> str:

@@ -12,13 +12,28 @@ from transformers import TrainerCallback
 
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .data import BucketBatchSampler, EasyAnimateCollator, EasyAnimateDataset, FrameSampling, bucket_key, load_metadata
+from .data.masks import InpaintMaskGenerator
 from .distributed import EngineReport
+from .inpaint import InpaintConditioner
 from .legacy import ModelConfigMismatch, report_model_config
 from .models.encoders import FrozenEncoders
-from .models.loading import EasyAnimateComponents, load_components
-from .models.lora import add_lora, build_lora_config
-from .models.text import PromptEncoder
-from .objectives import FlowMatchingObjective, Objective
+from .models.loading import (
+    EasyAnimateComponents,
+    ModelLoadError,
+    check_learned_sigma_support,
+    check_training_setup,
+    load_components,
+)
+from .models.lora import LoraTargetError, add_lora, build_lora_config, require_linear_targets
+from .models.text import build_prompt_encoder
+from .objectives import (
+    DDPMObjective,
+    DiscreteTimestepSampler,
+    FlowMatchingObjective,
+    LearnedSigmaObjective,
+    NoiseOptions,
+    Objective,
+)
 from .parser import RecipeError, parse_args
 from .resume import CheckpointNotFound, resolve_resume
 from .trainer import EasyAnimateTrainer
@@ -36,15 +51,63 @@ def weight_dtype(args: EasyAnimateTrainingArguments) -> torch.dtype:
 
 
 def build_objective(args: EasyAnimateTrainingArguments, components: EasyAnimateComponents) -> Objective:
+    """The ``--loss_type`` objective on the checkpoint's scheduler config (as the original builds it).
+
+    flow and ddpm construct their diffusers scheduler from the checkpoint's ``scheduler`` config whatever
+    class it names (V5 ships a DDIM config, V5.1 a flow-matching one); ``--uniform_sampling`` splits the
+    timestep range by this process's rank.
+    """
+    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
+
+    noise = NoiseOptions(
+        offset=args.noise_offset,
+        input_perturbation=args.input_perturbation,
+        share_in_frames=args.noise_share_in_frames,
+        share_in_frames_ratio=args.noise_share_in_frames_ratio,
+    )
+    motion = args.motion_sub_loss_ratio if args.motion_sub_loss and args.loss_type != "sigma" else None
+    sampler = DiscreteTimestepSampler(
+        num_steps=args.train_sampling_steps,
+        uniform_sampling=args.uniform_sampling,
+        rank=args.process_index,
+        world_size=args.world_size,
+    )
+    config = components.scheduler.config
     if args.loss_type == "flow":
+        if not isinstance(components.scheduler, FlowMatchEulerDiscreteScheduler):
+            logger.warning("--loss_type flow on a checkpoint whose scheduler is %s", type(components.scheduler).__name__)
         return FlowMatchingObjective(
-            components.scheduler,
+            FlowMatchEulerDiscreteScheduler.from_config(config),
             weighting_scheme=args.weighting_scheme,
             logit_mean=args.logit_mean,
             logit_std=args.logit_std,
             mode_scale=args.mode_scale,
+            noise_options=noise,
+            motion_sub_loss_ratio=motion,
         )
-    raise RecipeError(f"--loss_type={args.loss_type!r} is not implemented yet; use 'flow'")
+    if args.loss_type == "ddpm":
+        return DDPMObjective(
+            DDPMScheduler.from_config(config),
+            sampler=sampler,
+            prediction_type=args.prediction_type,
+            noise_options=noise,
+            motion_sub_loss_ratio=motion,
+        )
+    if args.loss_type == "sigma":
+        check_learned_sigma_support(components.transformer.config, components.vae.config.latent_channels)
+        return LearnedSigmaObjective(sampler=sampler, snr_loss=args.snr_loss, noise_options=noise)
+    raise RecipeError(f"--loss_type={args.loss_type!r}: must be one of flow, ddpm, sigma")
+
+
+def build_inpaint_conditioner(components: EasyAnimateComponents) -> InpaintConditioner | None:
+    """For InP checkpoints: how mask/masked-video latents are built, read from the checkpoint's configs."""
+    if not components.is_inpaint:
+        return None
+    return InpaintConditioner(
+        scaling_factor=float(components.vae.config.scaling_factor),
+        add_noise_to_reference=bool(components.transformer.config.get("add_noise_in_inpaint_model", False)),
+        first_frame_separately=bool(components.vae.config.get("cache_mag_vae", True)),
+    )
 
 
 def build_training_data(
@@ -87,6 +150,24 @@ def optimizer_override(args: EasyAnimateTrainingArguments) -> tuple[type, dict] 
     return CAME, {"lr": args.learning_rate, "betas": (0.9, 0.999, 0.9999), "eps": (1e-30, 1e-16)}
 
 
+def build_lora_model(transformer: torch.nn.Module, model_args: ModelArguments, args: EasyAnimateTrainingArguments):
+    """The peft-wrapped transformer. Seeded first, so the LoRA's initial weights are a function of --seed
+    (Trainer seeds only later, when it is constructed)."""
+    transformers.set_seed(args.seed)
+    config = build_lora_config(
+        transformer,
+        model_args.rank,
+        model_args.network_alpha,
+        dropout=model_args.lora_dropout,
+        target_modules=model_args.lora_target_modules,
+        init_lora_weights=model_args.init_lora_weights,
+    )
+    model = add_lora(transformer, config, base_model=model_args.pretrained_model_name_or_path)
+    if args.save_lora_format in ("easyanimate", "both"):
+        require_linear_targets(model)  # fail before the first step, not at the first save
+    return model
+
+
 def setup_logging(args: EasyAnimateTrainingArguments) -> None:
     level = args.get_process_log_level()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
@@ -105,10 +186,18 @@ def run(
     if not model_args.pretrained_model_name_or_path:
         raise RecipeError("--pretrained_model_name_or_path is required")
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    dtype = weight_dtype(args)
+    check_training_setup(
+        model_args.pretrained_model_name_or_path,
+        loss_type=args.loss_type,
+        train_mode=model_args.train_mode,
+        config_path=model_args.config_path,
+        revision=model_args.revision,
+        cache_dir=model_args.cache_dir,
+    )
     report_model_config(
         model_args.config_path, model_args.pretrained_model_name_or_path, model_args.revision, model_args.cache_dir
     )
-    dtype = weight_dtype(args)
     components = load_components(
         model_args.pretrained_model_name_or_path,
         revision=model_args.revision,
@@ -117,22 +206,19 @@ def run(
         weight_dtype=dtype,
         transformer_path=model_args.transformer_path,
         vae_path=model_args.vae_path,
+        config_path=model_args.config_path,
     )
+    objective = build_objective(args, components)
+    inpaint = build_inpaint_conditioner(components)
     dataset, sampler, collator = build_training_data(
         data_args, args, temporal_compression=components.vae.temporal_compression_ratio
     )
-    lora_config = build_lora_config(
-        model_args.rank,
-        model_args.network_alpha,
-        dropout=model_args.lora_dropout,
-        target_modules=model_args.lora_target_modules,
-        init_lora_weights=model_args.init_lora_weights,
-    )
-    transformers.set_seed(args.seed)  # LoRA init depends on --seed only, identical in every process layout
-    model = add_lora(components.transformer, lora_config, base_model=model_args.pretrained_model_name_or_path)
+    if model_args.train_mode == "inpaint":
+        collator.mask_generator = InpaintMaskGenerator()
+    model = build_lora_model(components.transformer, model_args, args)
     encoders = FrozenEncoders(
         components.vae,
-        PromptEncoder(components.tokenizer, components.text_encoder, model_args.tokenizer_max_length),
+        build_prompt_encoder(components, model_args.tokenizer_max_length),
         device=args.device,
         low_vram=args.low_vram,
         vae_mini_batch=args.vae_mini_batch,
@@ -141,10 +227,13 @@ def run(
         model=model,
         args=args,
         encoders=encoders,
-        objective=build_objective(args, components),
+        objective=objective,
+        inpaint=inpaint,
         train_dataset=dataset,
         data_collator=collator,
         train_batch_sampler=sampler,
+        model_args=model_args,
+        data_args=data_args,
         callbacks=list(callbacks),
         optimizer_cls_and_kwargs=optimizer_override(args),
     )
@@ -163,9 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         run(model_args, data_args, training_args)
-    except (CheckpointNotFound, ModelConfigMismatch) as error:
+    except (CheckpointNotFound, ModelConfigMismatch, LoraTargetError) as error:
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
+    except ModelLoadError as error:  # UnsupportedModelError included: a clear message, not a traceback
+        print(f"hf-easyanimate: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,17 +5,23 @@ from __future__ import annotations
 import contextlib
 import os
 from functools import partial
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer
-from transformers.trainer_utils import seed_worker
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, seed_worker
+from transformers.utils.hub import PushInProgress
 
-from .args import EasyAnimateTrainingArguments
+from . import hub
+from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .clipping import original_clip_norm
+from .inpaint import InpaintConditioner, empty_inpaint_latents
 from .memory import attention_context_factory
 from .models.encoders import FrozenEncoders
-from .objectives import Objective, with_motion_loss
+from .models.lora_files import EASYANIMATE_LORA_NAME, atomic_copy, atomic_path, save_easyanimate_lora, save_peft_model
+from .models.lora_format import from_peft
+from .objectives import Objective
 from .reproducibility import (
     SAMPLE_KEYS,
     ReplayableBatchSampler,
@@ -27,11 +33,19 @@ from .reproducibility import (
 from .resume import rotate_checkpoints_keeping
 
 
+def _hf_api():
+    """The HfApi instance Trainer itself uses (one place to mock in tests)."""
+    from transformers.utils.hub import hf_api
+
+    return hf_api()
+
+
 class EasyAnimateTrainer(Trainer):
     """Trains a LoRA on the EasyAnimate transformer.
 
     ``model`` is the peft-wrapped transformer (the only thing DDP/DeepSpeed wrap and checkpoints save);
     the VAE and text encoder come in through ``encoders``; the loss comes from ``objective``.
+    ``inpaint`` (InP checkpoints) builds the transformer's ``inpaint_latents`` from ``mask`` batches.
     ``train_batch_sampler`` (optional) replaces Trainer's sampler so that every batch shares one size.
     """
 
@@ -42,17 +56,28 @@ class EasyAnimateTrainer(Trainer):
         encoders: FrozenEncoders,
         objective: Objective,
         train_batch_sampler: Sampler | None = None,
+        inpaint: InpaintConditioner | None = None,
+        model_args: ModelArguments | None = None,
+        data_args: DataArguments | None = None,
         **kwargs,
     ) -> None:
         self.encoders = encoders
         self.objective = objective
+        self.inpaint = inpaint
         self.train_batch_sampler = train_batch_sampler
+        # Only for the recipe and the model card written beside the LoRA.
+        self.model_args = model_args
+        self.data_args = data_args
         if args.activation_checkpointing:
             # Trainer would call `activation_checkpointing_enable`, a transformers-only API; diffusers models
             # expose `enable_gradient_checkpointing`, so switch it on here and keep Trainer out of it.
             model.get_base_model().enable_gradient_checkpointing()
             args.activation_checkpointing = args.gradient_checkpointing = False
         super().__init__(model=model, args=args, **kwargs)
+        # Trainer seeds every rank alike; like the original (seed + process_index), give each rank its own
+        # stream. Inside training steps the draws are keyed by the samples instead (reproducibility.py), which
+        # keeps ranks apart too and makes resume exact.
+        torch.manual_seed(args.seed + args.process_index)
         self.resumed_from: str | None = None
         self._attention_context = attention_context_factory(
             args.enable_xformers_memory_efficient_attention, args.device
@@ -105,7 +130,8 @@ class EasyAnimateTrainer(Trainer):
             self.args.save_total_limit = limit
         if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            torch.save(self.args, os.path.join(folder, "training_args.bin"))  # with the real limit
+            with atomic_path(os.path.join(folder, "training_args.bin")) as temporary:
+                torch.save(self.args, temporary)  # with the real limit
             keep = {self.resumed_from, self.state.best_model_checkpoint}
             rotate_checkpoints_keeping(self._get_output_dir(trial=trial), limit, keep)
 
@@ -130,14 +156,143 @@ class EasyAnimateTrainer(Trainer):
 
     # --- saving ---------------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Write the LoRA adapter only (never the frozen base weights) plus the training arguments."""
+        """Write the LoRA (never the frozen base weights), its recipe and the training arguments.
+
+        ``--save_lora_format`` picks the peft adapter, the EasyAnimate/ComfyUI file, or both; ``checkpoint-N/``
+        folders always hold the peft adapter too, since Trainer resumes from it. Every file is written under a
+        temporary name and renamed, so an interrupted save never leaves a torn file.
+        """
         output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
         os.makedirs(output_dir, exist_ok=True)
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        model.save_pretrained(output_dir, state_dict=state_dict, save_embedding_layers=False)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        formats = self._lora_formats()
+        is_checkpoint = os.path.basename(os.path.normpath(output_dir)).startswith(f"{PREFIX_CHECKPOINT_DIR}-")
+        if "peft" in formats or is_checkpoint:
+            save_peft_model(model, output_dir, state_dict=state_dict)
+        if "easyanimate" in formats:
+            self._save_easyanimate_lora(model, os.path.join(output_dir, EASYANIMATE_LORA_NAME), state_dict)
+        with atomic_path(os.path.join(output_dir, hub.RECIPE_NAME)) as temporary:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(hub.recipe_yaml(self.recipe()))
+        with atomic_path(os.path.join(output_dir, "training_args.bin")) as temporary:
+            torch.save(self.args, temporary)
+
+    def _save_easyanimate_lora(self, model, path: str, state_dict: dict | None) -> None:
+        """The kohya-style file, in the training weight dtype like the original (float32 without mixed precision)."""
+        from peft import get_peft_model_state_dict
+
+        config = model.peft_config["default"]
+        lora_state = get_peft_model_state_dict(model, state_dict=state_dict)
+        weights = from_peft(lora_state, config.to_dict(), source="training")
+        dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+        save_easyanimate_lora(weights, path, dtype=dtype)
+
+    def _lora_formats(self) -> tuple[str, ...]:
+        return hub.lora_formats(self.args.save_lora_format)
+
+    def recipe(self) -> dict[str, Any]:
+        return hub.effective_recipe(self.model_args, self.data_args, self.args)
+
+    # --- model card and Hub --------------------------------------------------------------------------
+    def card_facts(self) -> hub.CardFacts:
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        config = model.peft_config["default"]
+        base = model.get_base_model().config
+        train_mode = getattr(self.model_args, "train_mode", "normal")
+        return hub.CardFacts(
+            base_model=config.base_model_name_or_path,
+            image_to_video=train_mode == "inpaint" or base.in_channels != base.out_channels,
+            dataset_size=len(self.train_dataset) if self.train_dataset is not None else None,
+            steps=self.state.global_step,
+            epochs=self.state.epoch,
+            losses=hub.loss_curve_points(self.state.log_history),
+            recipe=self.recipe(),
+            rank=config.r,
+            alpha=config.lora_alpha,
+            repo_id=self.hub_model_id,
+        )
+
+    def create_model_card(self, **kwargs) -> None:
+        """Our card (base model, recipe, data size, steps, loss curve, how to load) instead of Trainer's."""
+        if not self.is_world_process_zero():
+            return
+        with atomic_path(os.path.join(self.args.output_dir, hub.MODEL_CARD_NAME)) as temporary:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(hub.model_card_text(self.card_facts()))
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Trainer's push, but the commit lists the LoRA files, recipe and model card explicitly: nothing else."""
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card()
+        self._finish_current_push()
+        folder = self.args.output_dir
+        return hub.push_files(
+            _hf_api(), self.hub_model_id, folder, hub.hub_files(folder, self._lora_formats()),
+            commit_message=commit_message, token=token,
+            revision=revision if revision is not None else self.args.hub_revision, run_as_future=not blocking,
+        )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Push after each save (``--hub_strategy`` every_save | checkpoint | all_checkpoints), as Trainer does."""
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        if not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        output_dir = self.args.output_dir
+        # The latest adapter becomes the repo's top level, copied (not re-gathered) from the checkpoint.
+        formats = self._lora_formats()
+        for name in hub.hub_files(checkpoint_folder, formats):
+            if name != hub.MODEL_CARD_NAME:
+                atomic_copy(os.path.join(checkpoint_folder, name), os.path.join(output_dir, name))
+        self.create_model_card()
+        if self.args.save_strategy == SaveStrategy.STEPS:
+            message = f"Training in progress, step {self.state.global_step}"
+        else:
+            message = f"Training in progress, epoch {int(self.state.epoch or 0)}"
+        api, common = _hf_api(), {"token": self.args.hub_token, "revision": self.args.hub_revision}
+        jobs = [hub.push_files(api, self.hub_model_id, output_dir, hub.hub_files(output_dir, formats),
+                               commit_message=message, run_as_future=True, **common)]
+        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path_in_repo = (
+                "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT
+                else os.path.basename(os.path.normpath(checkpoint_folder))
+            )
+            # The checkpoint keeps its peft adapter whatever the format: resuming needs it.
+            names = [n for n in hub.hub_files(checkpoint_folder, include_resume_state=True) if n != hub.MODEL_CARD_NAME]
+            jobs.append(hub.push_files(api, self.hub_model_id, checkpoint_folder, names, path_in_repo=path_in_repo,
+                                       commit_message=message + ", checkpoint", run_as_future=True, **common))
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
 
     # --- objective ------------------------------------------------------------------------------
+    def inpaint_latents(self, inputs: dict, latents: torch.Tensor) -> torch.Tensor | None:
+        """Mask + masked-video latents for InP models; all zeros (text-to-video) when the batch has no mask."""
+        if self.inpaint is None:
+            return None
+        if "mask" not in inputs:
+            return empty_inpaint_latents(latents)
+        encode = partial(self.encoders.encode_pixels, sample=False)
+        return self.inpaint(inputs["pixel_values"], inputs["mask"], latents, encode)
+
     def forward_transformer(self, model, **inputs):
         """Call the (wrapped) transformer; under DeepSpeed bf16/fp16, in the engine's dtype.
 
@@ -161,18 +316,16 @@ class EasyAnimateTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         latents = self.encoders.encode_pixels(inputs["pixel_values"]).float()
         prompt = self.encoders.encode_prompts(inputs["text"])
-        noise = torch.randn_like(latents)
-        batch = self.objective.prepare(latents, noise)
+        inpaint_latents = self.inpaint_latents(inputs, latents)
+        batch = self.objective.prepare(latents, self.objective.sample_noise(latents))
         pred = self.forward_transformer(
             model,
             hidden_states=batch.noisy_latents,
             timestep=batch.timesteps,
             encoder_hidden_states=prompt["encoder_hidden_states"],
+            encoder_hidden_states_t5=prompt.get("encoder_hidden_states_t5"),
+            inpaint_latents=inpaint_latents,
             return_dict=False,
         )[0]
-        if pred.shape[1] != batch.target.shape[1]:
-            pred = pred[:, : batch.target.shape[1]]  # learned-sigma heads: the first half is the prediction
-        loss = self.objective.loss(pred, batch.target, batch.timesteps)
-        if self.args.motion_sub_loss:
-            loss = with_motion_loss(loss, pred, batch.target, self.args.motion_sub_loss_ratio)
+        loss = self.objective.loss(pred, batch)
         return (loss, pred) if return_outputs else loss

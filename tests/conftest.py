@@ -32,6 +32,21 @@ def tiny_inpaint_model_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_v5_model_dir(tmp_path_factory) -> str:
+    """The V5 layout: BERT + T5 text encoders, DDIM scheduler, transformer weights with original key names."""
+    from hf_easyanimate.testing import make_tiny_model
+
+    return make_tiny_model(str(tmp_path_factory.mktemp("tiny-v5")), version="v5")
+
+
+@pytest.fixture(scope="session")
+def tiny_v5_inpaint_model_dir(tmp_path_factory) -> str:
+    from hf_easyanimate.testing import make_tiny_model
+
+    return make_tiny_model(str(tmp_path_factory.mktemp("tiny-v5-inp")), version="v5", inpaint=True)
+
+
+@pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> str:
     """Path of the demo ``metadata.json`` (8 clips, 4 images); files sit beside it."""
     from hf_easyanimate.testing import make_demo_data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,8 @@ class EasyAnimateCollator:
     video_sample_size: int = 512
     enable_bucket: bool = False
     temporal_compression: int = 4
+    # train_mode inpaint: (frames, height, width) -> (F, 1, H, W) mask, 1 = generate (see data/masks.py).
+    mask_generator: Callable[[int, int, int], torch.Tensor] | None = None
 
     def target_size(self, sample: dict) -> tuple[int, int]:
         size = self.video_sample_size if sample["type"] == "video" else self.image_sample_size
@@ -45,8 +48,17 @@ class EasyAnimateCollator:
         pixels = torch.stack(
             [resize_and_center_crop(s["frames"][:num_frames], height, width) for s in samples]
         )
-        return {
+        batch = {
             "pixel_values": pixels,  # (B, F, 3, H, W)
             "text": [s["text"] for s in samples],
             "data_type": samples[0]["type"],
         }
+        return self.add_inpaint_masks(batch)
+
+    def add_inpaint_masks(self, batch: dict) -> dict:
+        """Add ``mask`` (B, F, 1, H, W), one random mask per sample, when inpaint training is on."""
+        if self.mask_generator is not None:
+            frames, _, height, width = batch["pixel_values"].shape[1:]
+            masks = [self.mask_generator(frames, height, width) for _ in range(len(batch["pixel_values"]))]
+            batch["mask"] = torch.stack(masks)
+        return batch

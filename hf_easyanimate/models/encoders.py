@@ -33,26 +33,30 @@ class FrozenEncoders:
         self.vae_mini_batch = vae_mini_batch
         self.home = torch.device("cpu") if low_vram else self.device
         self.vae.to(self.home)
-        self.prompt_encoder.text_encoder.to(self.home)
+        for text_encoder in self.prompt_encoder.text_encoders:
+            text_encoder.to(self.home)
 
     @contextlib.contextmanager
-    def _on_device(self, module: torch.nn.Module) -> Iterator[None]:
+    def _on_device(self, *modules: torch.nn.Module) -> Iterator[None]:
         if not self.low_vram:
             yield
             return
-        module.to(self.device)
+        for module in modules:
+            module.to(self.device)
         try:
             yield
         finally:
-            module.to(self.home)
+            for module in modules:
+                module.to(self.home)
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_pixels(self, pixels: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        """Scaled latents; ``sample=False`` takes the posterior mode (inpaint conditioning)."""
         with self._on_device(self.vae):
-            return encode_pixels(self.vae, pixels, self.vae_mini_batch).to(self.device)
+            return encode_pixels(self.vae, pixels, self.vae_mini_batch, sample=sample).to(self.device)
 
     def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        with self._on_device(self.prompt_encoder.text_encoder):
+        with self._on_device(*self.prompt_encoder.text_encoders):
             encoded = self.prompt_encoder(prompts, device=self.device if not self.low_vram else None)
         return {key: value.to(self.device) for key, value in encoded.items()}

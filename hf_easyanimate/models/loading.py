@@ -6,7 +6,10 @@ The same code loads ``alibaba-pai/EasyAnimateV5.1-12b-zh-InP`` and the tiny repo
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +17,7 @@ import torch
 import transformers
 from diffusers import AutoencoderKLMagvit, DiffusionPipeline, EasyAnimateTransformer3DModel
 from diffusers import schedulers as diffusers_schedulers
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 logger = logging.getLogger(__name__)
@@ -21,6 +25,41 @@ logger = logging.getLogger(__name__)
 
 class ModelLoadError(RuntimeError):
     """The model repo cannot be used; the message names the repo and the component."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The checkpoint's architecture (or the objective it needs) has no diffusers implementation."""
+
+
+V5_FAMILY_SUPPORT = (
+    "hf-easyanimate trains V5-family models in diffusers layout: V5.1 (Qwen2-VL text encoder) with "
+    "--loss_type flow and V5 (BERT + T5 text encoders) with --loss_type ddpm, --train_mode normal or inpaint, "
+    "with --uniform_sampling, --motion_sub_loss, --noise_share_in_frames, --noise_offset, --input_perturbation "
+    "and (flow) --weighting_scheme/--logit_mean/--logit_std/--mode_scale. "
+    "Start from recipes/v5.1/inp_lora.yaml or recipes/v5/inp_lora.yaml."
+)
+
+# What each pre-V5 generation needs that diffusers (0.42) does not ship.
+MISSING_COMPONENTS = {
+    "v4": "the HunyuanTransformer3DModel transformer (HunyuanDiT blocks with 2D RoPE and a CLIP image branch) "
+    "and the MagVIT VAE with slice/cache compression (config easyanimate_video_v4_slicevae_multi_text_encoder.yaml)",
+    "v3": "the Transformer3DModel transformer with global motion modules and the slice-compression MagVIT VAE "
+    "(config easyanimate_video_v3_slicevae_motion_module.yaml)",
+    "v2": "the Transformer3DModel transformer with motion modules and the sliced MagVIT VAE "
+    "(config easyanimate_video_v2_magvit_motion_module.yaml)",
+    "v1": "the Transformer3DModel transformer with motion modules and a 2D VAE",
+}
+
+# Original (EasyAnimate repo) transformer module names -> diffusers' EasyAnimateTransformer3DModel names.
+# The original MMDiT block keeps the text stream in a separate ``attn2``; diffusers folds it into ``attn1``.
+ORIGINAL_TO_DIFFUSERS_KEYS = (
+    (".attn2.to_q.", ".attn1.add_q_proj."),
+    (".attn2.to_k.", ".attn1.add_k_proj."),
+    (".attn2.to_v.", ".attn1.add_v_proj."),
+    (".attn2.to_out.0.", ".attn1.to_add_out."),
+    (".attn2.norm_q.", ".attn1.norm_added_q."),
+    (".attn2.norm_k.", ".attn1.norm_added_k."),
+)
 
 
 @dataclass
@@ -36,6 +75,8 @@ class EasyAnimateComponents:
     model_index: dict
     text_encoder_2: torch.nn.Module | None = None
     tokenizer_2: Any | None = None
+    # V5: run BERT/T5 with attention masks (the original V5 config sets enable_text_attention_mask: false).
+    text_attention_mask: bool = True
 
     @property
     def is_inpaint(self) -> bool:
@@ -43,6 +84,220 @@ class EasyAnimateComponents:
         config = self.transformer.config
         return config.in_channels != config.out_channels
 
+
+# --- architecture support ---------------------------------------------------------------------------
+
+def read_original_config(config_path: str | None) -> dict:
+    """The original EasyAnimate YAML (``--config_path``) if the file exists, else {}."""
+    if not config_path or not os.path.isfile(config_path):
+        return {}
+    import yaml
+
+    with open(config_path, encoding="utf-8") as handle:
+        loaded = yaml.safe_load(handle) or {}
+    if not isinstance(loaded, dict):
+        raise ModelLoadError(f"--config_path {config_path}: expected a YAML mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def _version_from_transformer_type(kwargs: dict) -> str | None:
+    transformer_type = kwargs.get("transformer_type")
+    if transformer_type == "HunyuanTransformer3DModel":
+        return "v4"
+    if transformer_type == "Transformer3DModel":
+        block = kwargs.get("basic_block_type", "")
+        return "v3" if block == "global_motionmodule" else "v2"
+    if transformer_type == "EasyAnimateTransformer3DModel":
+        return "v5"
+    return None
+
+
+def detect_original_version(model_path: str | None, config_path: str | None = None) -> tuple[str | None, str]:
+    """EasyAnimate generation ('v5.1', 'v5', 'v4', ...) from the original YAML, its name, or the model path.
+
+    Returns (version or None, what it was read from). Looked at in that order; the first answer wins.
+    """
+    config = read_original_config(config_path)
+    version = _version_from_transformer_type(config.get("transformer_additional_kwargs") or {})
+    if version is not None:
+        if version == "v5" and (config.get("text_encoder_kwargs") or {}).get("replace_t5_to_llm"):
+            version = "v5.1"
+        return version, f"--config_path {config_path}"
+    if config_path:
+        match = re.search(r"_v(\d+(?:\.\d+)?)_", os.path.basename(config_path))
+        if match:
+            return f"v{match.group(1)}", f"--config_path {config_path}"
+    if model_path:
+        match = re.search(r"EasyAnimateV(\d+(?:\.\d+)?)", model_path)
+        if match:
+            return f"v{match.group(1)}", f"model {model_path}"
+        transformer_config = os.path.join(model_path, "transformer", "config.json")
+        if os.path.isfile(transformer_config):
+            with open(transformer_config, encoding="utf-8") as handle:
+                class_name = json.load(handle).get("_class_name")
+            version = _version_from_transformer_type({"transformer_type": class_name})
+            if version is not None and version != "v5":
+                return version, transformer_config
+    return None, ""
+
+
+def ensure_supported_architecture(model_path: str | None, config_path: str | None = None) -> None:
+    """Fail before anything is loaded when the checkpoint is a pre-V5 EasyAnimate (no diffusers classes)."""
+    version, source = detect_original_version(model_path, config_path)
+    if version is None or version in ("v5", "v5.1"):
+        return
+    missing = MISSING_COMPONENTS.get(version, "its transformer and VAE classes")
+    raise UnsupportedModelError(
+        f"EasyAnimate {version.upper()} (detected from {source}) is not available in diffusers: it needs {missing}, "
+        f"which diffusers does not provide. {V5_FAMILY_SUPPORT}"
+    )
+
+
+def check_learned_sigma_support(transformer_config: Any, latent_channels: int) -> None:
+    """``--loss_type sigma`` needs a transformer that outputs 2 x latent channels (epsilon + variance).
+
+    diffusers' ``EasyAnimateTransformer3DModel`` unpatchifies its output with the *input* channel count, so
+    it cannot return 2C channels even with ``out_channels = 2C``; fail before loading any weights.
+    """
+    out_channels = transformer_config.get("out_channels") if isinstance(transformer_config, dict) else getattr(
+        transformer_config, "out_channels", None)
+    class_name = transformer_config.get("_class_name") if isinstance(transformer_config, dict) else None
+    if out_channels == 2 * latent_channels and class_name not in (None, "EasyAnimateTransformer3DModel"):
+        return
+    raise UnsupportedModelError(
+        f"--loss_type sigma (learned-range variance, the V3/V2 objective) needs a transformer that outputs "
+        f"2 x {latent_channels} latent channels; this {class_name or 'transformer'} has out_channels={out_channels} "
+        "and diffusers' EasyAnimateTransformer3DModel cannot output twice its input channels, so a learned-sigma "
+        f"EasyAnimate transformer is not available in diffusers. {V5_FAMILY_SUPPORT}"
+    )
+
+
+def check_training_setup(
+    path: str,
+    *,
+    loss_type: str,
+    train_mode: str,
+    config_path: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+) -> None:
+    """Refuse, from configs alone (before any weights load), combinations that cannot train.
+
+    Pre-V5 architectures, ``--loss_type sigma`` on diffusers' transformer, and ``--train_mode inpaint`` on a
+    checkpoint without mask/masked-video input channels.
+    """
+    ensure_supported_architecture(path, config_path)
+    common = {"revision": revision, "cache_dir": cache_dir}
+    try:
+        transformer_config = dict(EasyAnimateTransformer3DModel.load_config(path, subfolder="transformer", **common))
+        vae_config = dict(AutoencoderKLMagvit.load_config(path, subfolder="vae", **common))
+    except Exception as error:  # missing folder/file, hub errors
+        raise ModelLoadError(f"{path}: cannot read the transformer/vae configs: {error}") from error
+    latent_channels = int(vae_config.get("latent_channels", 16))
+    if loss_type == "sigma":
+        check_learned_sigma_support(transformer_config, latent_channels)
+    in_channels = transformer_config.get("in_channels")
+    if train_mode == "inpaint" and in_channels != 2 * latent_channels + 1:
+        raise ModelLoadError(
+            f"--train_mode inpaint needs an InP checkpoint (transformer in_channels = 2 x {latent_channels} + 1 for "
+            f"noisy + mask + masked-video latents); {path} has in_channels={in_channels}. Use an -InP model or "
+            "--train_mode normal."
+        )
+
+
+# --- original-layout transformer weights ------------------------------------------------------------
+
+def convert_original_transformer_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an original EasyAnimate V5/V5.1 transformer state dict to diffusers' module names."""
+    converted = {}
+    for key, value in state_dict.items():
+        new_key = f".{key}"
+        for original, diffusers_name in ORIGINAL_TO_DIFFUSERS_KEYS:
+            new_key = new_key.replace(original, diffusers_name)
+        converted[new_key[1:]] = value
+    return converted
+
+
+def convert_diffusers_transformer_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse rename: diffusers names -> the original EasyAnimate layout (tests, tiny V5 repos)."""
+    converted = {}
+    for key, value in state_dict.items():
+        new_key = f".{key}"
+        for original, diffusers_name in ORIGINAL_TO_DIFFUSERS_KEYS:
+            new_key = new_key.replace(diffusers_name, original)
+        converted[new_key[1:]] = value
+    return converted
+
+
+def _transformer_folder(path: str, revision: str | None, cache_dir: str | None) -> str:
+    local = os.path.join(path, "transformer")
+    if os.path.isdir(local):
+        return local
+    from huggingface_hub import snapshot_download
+
+    root = snapshot_download(path, revision=revision, cache_dir=cache_dir, allow_patterns=["transformer/*"])
+    return os.path.join(root, "transformer")
+
+
+def _safetensors_files(folder: str, variant: str | None) -> list[str]:
+    stem = "diffusion_pytorch_model" + (f".{variant}" if variant else "")
+    index = os.path.join(folder, f"{stem}.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as handle:
+            shards = sorted(set(json.load(handle)["weight_map"].values()))
+        return [os.path.join(folder, shard) for shard in shards]
+    single = os.path.join(folder, f"{stem}.safetensors")
+    return [single] if os.path.isfile(single) else []
+
+
+def has_original_layout(files: list[str]) -> bool:
+    """True if the weights use the original EasyAnimate names (a separate ``attn2`` text stream)."""
+    for file in files:
+        with safe_open(file, framework="pt") as handle:
+            if any(".attn2." in key for key in handle.keys()):
+                return True
+    return False
+
+
+def load_transformer(
+    path: str,
+    *,
+    torch_dtype: torch.dtype = torch.float32,
+    variant: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+) -> EasyAnimateTransformer3DModel:
+    """Load the transformer, converting original-layout (V5 release) weights to diffusers names on the fly."""
+    folder = _transformer_folder(path, revision, cache_dir)
+    files = _safetensors_files(folder, variant)
+    if not files or not has_original_layout(files):
+        return EasyAnimateTransformer3DModel.from_pretrained(
+            path, subfolder="transformer", torch_dtype=torch_dtype, variant=variant, revision=revision,
+            cache_dir=cache_dir,
+        )
+    from accelerate import init_empty_weights
+
+    logger.info("%s: original EasyAnimate transformer layout; renaming attn2.* to diffusers' attn1.add_*", folder)
+    config = EasyAnimateTransformer3DModel.load_config(folder)
+    with init_empty_weights():
+        transformer = EasyAnimateTransformer3DModel.from_config(config)
+    state_dict: dict[str, torch.Tensor] = {}
+    for file in files:
+        state_dict.update(load_file(file))
+    state_dict = convert_original_transformer_keys(state_dict)
+    expected = set(transformer.state_dict())
+    missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{folder}: original-layout transformer weights do not match EasyAnimateTransformer3DModel after "
+            f"conversion ({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, "
+            f"e.g. {unexpected[:3]})"
+        )
+    transformer.load_state_dict({k: v.to(torch_dtype) for k, v in state_dict.items()}, strict=True, assign=True)
+    return transformer.eval()
+
+
+# --- the repo ---------------------------------------------------------------------------------------
 
 def read_model_index(path: str, revision: str | None = None, cache_dir: str | None = None) -> dict:
     try:
@@ -97,16 +352,20 @@ def load_components(
     weight_dtype: torch.dtype = torch.float32,
     transformer_path: str | None = None,
     vae_path: str | None = None,
+    config_path: str | None = None,
 ) -> EasyAnimateComponents:
-    """Load transformer, VAE, text encoder(s), tokenizer(s) and scheduler of an EasyAnimate repo."""
+    """Load transformer, VAE, text encoder(s), tokenizer(s) and scheduler of an EasyAnimate repo.
+
+    ``config_path`` is the original EasyAnimate YAML, if given: it identifies pre-V5 models (refused with
+    :class:`UnsupportedModelError`) and supplies ``enable_text_attention_mask`` for V5's encoders.
+    """
     path = pretrained_model_name_or_path
+    ensure_supported_architecture(path, config_path)
     model_index = read_model_index(path, revision=revision, cache_dir=cache_dir)
     version = detect_version(model_index)
     common = {"revision": revision, "cache_dir": cache_dir}
     try:
-        transformer = EasyAnimateTransformer3DModel.from_pretrained(
-            path, subfolder="transformer", torch_dtype=weight_dtype, variant=variant, **common
-        )
+        transformer = load_transformer(path, torch_dtype=weight_dtype, variant=variant, **common)
         vae = AutoencoderKLMagvit.from_pretrained(
             path, subfolder="vae", torch_dtype=weight_dtype, variant=variant, **common
         )
@@ -136,6 +395,8 @@ def load_components(
         if module is not None:
             module.requires_grad_(False).eval()
     transformer.requires_grad_(False)
+    yaml_kwargs = read_original_config(config_path).get("transformer_additional_kwargs") or {}
+    text_attention_mask = bool(yaml_kwargs.get("enable_text_attention_mask", version != "v5"))
     return EasyAnimateComponents(
         transformer=transformer,
         vae=vae,
@@ -146,4 +407,5 @@ def load_components(
         model_index=model_index,
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,
+        text_attention_mask=text_attention_mask,
     )

@@ -1,28 +1,42 @@
-"""LoRA on the diffusers EasyAnimate transformer, with peft."""
+"""LoRA on the diffusers EasyAnimate transformer, with peft.
+
+Which layers: the original trainer's ``LoRANetwork`` walks every module whose class is in its target list, and
+the transformer's own class (``EasyAnimateTransformer3DModel``) is in that list, so it adapts *every* ``nn.Linear``
+of the transformer: time embedding, text projection, the adaLN modulation (``norm1/norm2.linear``), attention,
+feed-forward, ``norm_out.linear`` and ``proj_out``. (It would also take 1x1 convolutions; the transformer has none,
+and its patch embedding ``proj`` is a 2x2 convolution, which the original skips.) Our default enumerates the Linear
+modules of the model itself instead of matching names, so it stays right for any depth or text-projection layout.
+"""
 
 from __future__ import annotations
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-# The Linear layers of the attention and feed-forward blocks, the layers the original trainer adapts.
-DEFAULT_TARGET_MODULES: tuple[str, ...] = (
-    "attn1.to_q",
-    "attn1.to_k",
-    "attn1.to_v",
-    "attn1.to_out.0",
-    "attn1.add_q_proj",
-    "attn1.add_k_proj",
-    "attn1.add_v_proj",
-    "attn1.to_add_out",
-    "ff.net.0.proj",
-    "ff.net.2",
-    "txt_ff.net.0.proj",
-    "txt_ff.net.2",
-)
+REGEX_CHARACTERS = "*[]()|^$\\+?{}"
 
 
-def _init_weights(value: str) -> bool | str:
+class LoraTargetError(ValueError):
+    """``--lora_target_modules`` does not select layers the LoRA can adapt; the message names them."""
+
+
+def linear_module_paths(module: torch.nn.Module) -> list[str]:
+    """Dotted paths of every ``nn.Linear`` in ``module``, in definition order."""
+    return [name for name, child in module.named_modules() if isinstance(child, torch.nn.Linear)]
+
+
+def resolve_target_modules(transformer: torch.nn.Module, target_modules: list[str] | None) -> list[str] | str:
+    """The ``target_modules`` value for peft: every Linear by default, else the user's names or single regex."""
+    if not target_modules:
+        return linear_module_paths(transformer)
+    if len(target_modules) == 1 and any(character in target_modules[0] for character in REGEX_CHARACTERS):
+        return target_modules[0]  # one regex, matched by peft with re.fullmatch
+    return list(target_modules)
+
+
+def _init_weights(value: str | bool) -> bool | str:
+    if isinstance(value, bool):
+        return value
     lowered = value.strip().lower()
     if lowered in ("true", "1", "yes"):
         return True
@@ -32,21 +46,22 @@ def _init_weights(value: str) -> bool | str:
 
 
 def build_lora_config(
+    transformer: torch.nn.Module,
     rank: int,
     alpha: float,
     dropout: float = 0.0,
     target_modules: list[str] | None = None,
-    init_lora_weights: str = "true",
+    init_lora_weights: str | bool = "true",
 ) -> LoraConfig:
-    """peft config equivalent to the original network: scale = alpha / rank on each adapted Linear."""
-    targets: list[str] | str = list(target_modules) if target_modules else list(DEFAULT_TARGET_MODULES)
-    if isinstance(targets, list) and len(targets) == 1 and any(ch in targets[0] for ch in "*[]()|^$\\"):
-        targets = targets[0]  # a single regex
+    """peft config equivalent to the original network: ``scale = alpha / rank`` on each adapted layer.
+
+    ``init_lora_weights`` 'true' is the original's initialisation (kaiming-uniform down, zero up).
+    """
     return LoraConfig(
         r=rank,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=targets,
+        target_modules=resolve_target_modules(transformer, target_modules),
         init_lora_weights=_init_weights(init_lora_weights),
     )
 
@@ -56,10 +71,35 @@ def add_lora(transformer: torch.nn.Module, config: LoraConfig, base_model: str |
 
     ``base_model`` is recorded in ``adapter_config.json`` so the adapter names what it was trained on.
     """
-    model = get_peft_model(transformer, config)
+    try:
+        model = get_peft_model(transformer, config)
+    except ValueError as error:  # peft: "Target modules ... not found in the base model"
+        raise LoraTargetError(f"--lora_target_modules={config.target_modules!r}: {error}") from error
     if base_model is not None:
         model.peft_config["default"].base_model_name_or_path = base_model
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
     return model
+
+
+def adapted_non_linear_modules(model: PeftModel) -> list[str]:
+    """Adapted layers that are not ``nn.Linear``: the EasyAnimate/kohya file cannot hold them."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [
+        name
+        for name, module in model.get_base_model().named_modules()
+        if isinstance(module, BaseTunerLayer) and not isinstance(module.get_base_layer(), torch.nn.Linear)
+    ]
+
+
+def require_linear_targets(model: PeftModel) -> None:
+    """Fail before training when ``--save_lora_format`` includes the EasyAnimate file but a target is not Linear."""
+    others = adapted_non_linear_modules(model)
+    if others:
+        raise LoraTargetError(
+            f"--lora_target_modules selects layers that are not Linear ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}); the EasyAnimate/ComfyUI LoRA file holds Linear layers only. "
+            "Target Linear layers, or pass --save_lora_format peft."
+        )

@@ -2,40 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 
-from .base import Objective
+from .base import NoisedBatch, Objective, first_half_if_learned_sigma
 from .losses import thresholded_mse
 
 
+@dataclass
 class FlowMatchingObjective(Objective):
     """x_t = (1 - sigma) x0 + sigma eps, target eps - x0, SD3-style density and weighting.
 
-    Timesteps are drawn from ``weighting_scheme``'s density and mapped onto the scheduler's own
-    timestep grid, so the transformer sees exactly the values it sees at inference.
+    An index u * N (u from ``weighting_scheme``'s density) picks a point of the scheduler's own training
+    grid, so the transformer sees exactly the timestep values (sigma x 1000) it sees at inference.
+    ``--uniform_sampling`` does not apply: like the original, flow draws its own timesteps.
     """
 
-    def __init__(
-        self,
-        scheduler: FlowMatchEulerDiscreteScheduler,
-        weighting_scheme: str = "none",
-        logit_mean: float = 0.0,
-        logit_std: float = 1.0,
-        mode_scale: float = 1.29,
-    ) -> None:
-        self.scheduler = scheduler
-        self.weighting_scheme = weighting_scheme
-        self.logit_mean = logit_mean
-        self.logit_std = logit_std
-        self.mode_scale = mode_scale
-        self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
-        # The training grid: a fresh scheduler's timesteps/sigmas (not whatever inference last set).
-        self._timesteps = scheduler.timesteps.clone().float()
-        self._sigmas = scheduler.sigmas.clone().float()
+    scheduler: FlowMatchEulerDiscreteScheduler
+    weighting_scheme: str = "none"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    mode_scale: float = 1.29
+    _timesteps: torch.Tensor = field(init=False, repr=False)
+    _sigmas: torch.Tensor = field(init=False, repr=False)
 
-    def sample_timesteps(self, batch_size, device="cpu", generator=None):
+    def __post_init__(self) -> None:
+        self.num_train_timesteps = int(self.scheduler.config.num_train_timesteps)
+        # The training grid of a freshly loaded scheduler (not whatever an inference call last set).
+        self._timesteps = self.scheduler.timesteps.clone().float()
+        self._sigmas = self.scheduler.sigmas.clone().float()[: len(self._timesteps)]
+
+    def sample_index(self, batch_size, device="cpu", generator=None):
         u = compute_density_for_timestep_sampling(
             weighting_scheme=self.weighting_scheme,
             batch_size=batch_size,
@@ -44,23 +44,23 @@ class FlowMatchingObjective(Objective):
             mode_scale=self.mode_scale,
             generator=generator,
         )
-        indices = (u * self.num_train_timesteps).long().clamp_(0, self.num_train_timesteps - 1)
-        return self._timesteps[indices].to(device)
+        return (u * self.num_train_timesteps).long().clamp_(0, len(self._timesteps) - 1).to(device)
 
-    def sigmas(self, timesteps: torch.Tensor, ndim: int) -> torch.Tensor:
-        """sigma for each timestep, looked up on the scheduler grid, shaped to broadcast over latents."""
-        grid = self._timesteps.to(timesteps.device)
-        indices = (grid[None, :] - timesteps.float()[:, None]).abs().argmin(dim=1)
-        sigma = self._sigmas.to(timesteps.device)[indices]
-        return sigma.reshape(-1, *([1] * (ndim - 1)))
+    def model_timesteps(self, index):
+        return self._timesteps.to(index.device)[index]
 
-    def noisy(self, latents, noise, timesteps):
-        sigma = self.sigmas(timesteps, latents.ndim).to(latents.dtype)
+    def sigmas(self, index: torch.Tensor, ndim: int) -> torch.Tensor:
+        """sigma of each sample's grid point, shaped to broadcast over latents of ``ndim`` dims."""
+        return self._sigmas.to(index.device)[index].reshape(-1, *([1] * (ndim - 1)))
+
+    def noisy(self, latents, noise, index):
+        sigma = self.sigmas(index, latents.ndim).to(latents.dtype)
         return (1.0 - sigma) * latents + sigma * noise
 
-    def target(self, latents, noise, timesteps):
+    def target(self, latents, noise, index):
         return noise - latents
 
-    def loss(self, pred, target, timesteps):
-        weighting = compute_loss_weighting_for_sd3(self.weighting_scheme, sigmas=self.sigmas(timesteps, pred.ndim))
-        return thresholded_mse(pred, target, weighting)
+    def loss(self, pred: torch.Tensor, batch: NoisedBatch) -> torch.Tensor:
+        pred = first_half_if_learned_sigma(pred, batch.target)
+        weighting = compute_loss_weighting_for_sd3(self.weighting_scheme, sigmas=self.sigmas(batch.index, pred.ndim))
+        return self._with_motion(thresholded_mse(pred, batch.target, weighting), pred, batch.target)

@@ -1,0 +1,250 @@
+"""What a trained LoRA ships with: its recipe, its model card, and a Hub push of exactly those files.
+
+The push goes through ``huggingface_hub``'s ``create_commit`` with an explicit file list (never a folder glob), so
+nothing but the adapter files, configs and the model card can leave the machine; the 12B base weights are never
+in the list. Sizes are logged before the upload starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import yaml
+
+from .models.lora_files import EASYANIMATE_LORA_NAME, PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME
+
+logger = logging.getLogger(__name__)
+
+RECIPE_NAME = "training_recipe.yaml"
+MODEL_CARD_NAME = "README.md"
+# Everything a LoRA repo on the Hub holds, by --save_lora_format.
+LORA_FILES = {"peft": (PEFT_WEIGHTS_NAME, PEFT_CONFIG_NAME), "easyanimate": (EASYANIMATE_LORA_NAME,)}
+HUB_FILES = (*LORA_FILES["peft"], *LORA_FILES["easyanimate"], RECIPE_NAME, MODEL_CARD_NAME)
+# Trainer's resume state, pushed only inside checkpoint folders with --hub_strategy checkpoint|all_checkpoints,
+# whose purpose is resuming from the Hub. It is LoRA-sized (Adam moments of the adapter), never base weights.
+RESUME_STATE_PREFIXES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state")
+# Fields derived by TrainingArguments.__post_init__ or secret: not part of a recipe.
+NOT_RECIPE_FIELDS = {
+    "hub_token", "accelerator_config", "debug", "activation_checkpointing", "gradient_checkpointing",
+    "disable_tqdm", "logging_dir", "local_rank",
+}
+
+
+# --- recipe --------------------------------------------------------------------------------------------------
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):  # Trainer's str enums (HubStrategy, SchedulerType, ...)
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def effective_recipe(*argument_objects: Any) -> dict[str, Any]:
+    """The recipe that reproduces a run: every field (of the argument dataclasses) that differs from its default.
+
+    ``hf-easyanimate train training_recipe.yaml`` reruns it; tokens and values Trainer derives are left out.
+    """
+    recipe: dict[str, Any] = {}
+    for arguments in argument_objects:
+        if arguments is None:
+            continue
+        for field in dataclasses.fields(arguments):
+            if not field.init or field.name in NOT_RECIPE_FIELDS or field.name.endswith("_token"):
+                continue
+            value, default = _plain(getattr(arguments, field.name)), _plain(_default(field))
+            if value == default or (field.name == "report_to" and value in ([], ["none"]) and default == "none"):
+                continue
+            recipe[field.name] = value
+    if recipe.get("report_to") == []:
+        recipe["report_to"] = "none"
+    return recipe
+
+
+def recipe_yaml(recipe: dict[str, Any]) -> str:
+    return yaml.safe_dump(recipe, sort_keys=False, default_flow_style=False)
+
+
+# --- model card ---------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class CardFacts:
+    """What the model card says about a training run."""
+
+    base_model: str | None
+    image_to_video: bool
+    dataset_size: int | None
+    steps: int
+    epochs: float | None
+    losses: list[tuple[int, float]]  # (step, loss) as logged
+    recipe: dict[str, Any]
+    rank: int | None = None
+    alpha: float | None = None
+    repo_id: str | None = None
+
+
+def loss_curve_points(log_history: Iterable[dict], points: int = 10) -> list[tuple[int, float]]:
+    """Up to ``points`` (step, loss) pairs spread over the run, first and last included."""
+    curve = [(int(entry["step"]), float(entry["loss"])) for entry in log_history if "loss" in entry]
+    if len(curve) <= points:
+        return curve
+    indices = sorted({round(i * (len(curve) - 1) / (points - 1)) for i in range(points)})
+    return [curve[i] for i in indices]
+
+
+def _is_hub_id(name: str | None) -> bool:
+    return bool(name) and not os.path.exists(name) and name.count("/") == 1 and not name.startswith((".", "/"))
+
+
+def model_card_text(facts: CardFacts) -> str:
+    """README.md for the LoRA repo: metadata header, what was trained on what, and how to load it."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    task = "image-to-video" if facts.image_to_video else "text-to-video"
+    data = ModelCardData(
+        base_model=facts.base_model if _is_hub_id(facts.base_model) else None,
+        library_name="diffusers",
+        pipeline_tag=task,
+        tags=["lora", "easyanimate", task, "diffusers", "peft", "hf_easyanimate"],
+    )
+    pipeline_class = "EasyAnimateInpaintPipeline" if facts.image_to_video else "EasyAnimatePipeline"
+    base = facts.base_model or "the EasyAnimate base model"
+    repo = facts.repo_id or "path/to/this/folder"
+    curve = "\n".join(f"| {step} | {loss:.4f} |" for step, loss in facts.losses) or "| - | - |"
+    shape = f"rank {facts.rank}, alpha {facts.alpha:g}" if facts.rank and facts.alpha else ""
+    size = "num_frames=49, height=512, width=512"
+    lines = [
+        f"# EasyAnimate LoRA ({task})",
+        "",
+        f"A LoRA ({shape}) for `{base}`, trained with hf_easyanimate (EasyAnimate's LoRA recipe on "
+        f"`transformers.Trainer`): {facts.steps} optimisation steps"
+        + (f" ({facts.epochs:g} epochs)" if facts.epochs else "")
+        + (f" on {facts.dataset_size} training samples." if facts.dataset_size is not None else "."),
+        "",
+        "## Files",
+        "",
+        "| file | for |",
+        "|---|---|",
+        f"| `{PEFT_WEIGHTS_NAME}`, `{PEFT_CONFIG_NAME}` | peft / diffusers (`load_lora_into_pipeline`) |",
+        f"| `{EASYANIMATE_LORA_NAME}` | EasyAnimate's `merge_lora` and its ComfyUI nodes (kohya `lora_unet__*` keys) |",
+        f"| `{RECIPE_NAME}` | the recipe that trained it: `hf-easyanimate train {RECIPE_NAME}` |",
+        "",
+        "## Use it with diffusers",
+        "",
+        "```python",
+        "import torch",
+        f"from diffusers import {pipeline_class}",
+        "from diffusers.utils import export_to_video",
+        "from hf_easyanimate import load_lora_into_pipeline",
+        *(["from hf_easyanimate.inference import first_frame_conditioning"] if facts.image_to_video else []),
+        "",
+        f'pipe = {pipeline_class}.from_pretrained("{base}", torch_dtype=torch.bfloat16).to("cuda")',
+        f'load_lora_into_pipeline(pipe, "{repo}", scale=1.0)  # Hub repo id, local folder or file',
+        *([
+            'video, mask_video = first_frame_conditioning("first_frame.png", num_frames=49, height=512, width=512)',
+            f'frames = pipe("your prompt", negative_prompt="", {size}, video=video, mask_video=mask_video).frames[0]',
+        ] if facts.image_to_video else [f'frames = pipe("your prompt", negative_prompt="", {size}).frames[0]']),
+        'export_to_video(frames, "clip.mp4", fps=8)',
+        "```",
+        "",
+        "or from the command line: `hf-easyanimate sample --model BASE --lora THIS_FOLDER --prompt \"...\" "
+        + ("--image first_frame.png " if facts.image_to_video else "") + "--out clip.mp4`.",
+        "",
+        "## Use it in ComfyUI",
+        "",
+        f"Copy `{EASYANIMATE_LORA_NAME}` into `ComfyUI/models/loras/`, then in EasyAnimate's ComfyUI workflow put a "
+        "**Load EasyAnimate Lora** node between the model loader and the sampler and pick the file "
+        "(`strength_model` 1.0 is the trained strength).",
+        "",
+        "## Training loss",
+        "",
+        "| step | loss |",
+        "|---|---|",
+        curve,
+        "",
+        "## Recipe",
+        "",
+        "```yaml",
+        recipe_yaml(facts.recipe).rstrip(),
+        "```",
+        "",
+    ]
+    return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines)))
+
+
+# --- push ---------------------------------------------------------------------------------------------------------
+
+def lora_formats(save_lora_format: str) -> tuple[str, ...]:
+    """'both' -> ('peft', 'easyanimate'); 'peft' -> ('peft',); ..."""
+    return tuple(LORA_FILES) if save_lora_format == "both" else (save_lora_format,)
+
+
+def hub_files(folder: str, formats: Sequence[str] = tuple(LORA_FILES), include_resume_state: bool = False) -> list[str]:
+    """The files of ``folder`` that may be pushed, by name; nothing else is ever uploaded.
+
+    Only the LoRA files of ``formats`` are listed, so a stale file of another format in the folder stays local.
+    """
+    excluded = {name for kind, names in LORA_FILES.items() if kind not in formats for name in names}
+    names = [name for name in HUB_FILES if name not in excluded and os.path.isfile(os.path.join(folder, name))]
+    if include_resume_state:
+        names += sorted(
+            name for name in os.listdir(folder)
+            if name.startswith(RESUME_STATE_PREFIXES) and os.path.isfile(os.path.join(folder, name))
+        )
+    return names
+
+
+def format_size(num_bytes: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if num_bytes < 1024 or unit == "GiB":
+            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
+    return ""
+
+
+def push_files(
+    api,
+    repo_id: str,
+    folder: str,
+    names: Sequence[str],
+    *,
+    path_in_repo: str = "",
+    commit_message: str,
+    token: str | None = None,
+    revision: str | None = None,
+    run_as_future: bool = False,
+):
+    """One commit adding exactly ``names`` from ``folder``; logs each file's size first."""
+    from huggingface_hub import CommitOperationAdd
+
+    operations, total = [], 0
+    report = []
+    for name in names:
+        local = os.path.join(folder, name)
+        size = os.path.getsize(local)
+        total += size
+        target = f"{path_in_repo}/{name}" if path_in_repo else name
+        report.append(f"  {target}: {format_size(size)}")
+        operations.append(CommitOperationAdd(path_in_repo=target, path_or_fileobj=local))
+    logger.warning("Pushing %d files (%s) to %s:\n%s", len(names), format_size(total), repo_id, "\n".join(report))
+    kwargs = dict(repo_id=repo_id, operations=operations, commit_message=commit_message, token=token,
+                  revision=revision)
+    if run_as_future:
+        return api.run_as_future(api.create_commit, **kwargs)
+    return api.create_commit(**kwargs)

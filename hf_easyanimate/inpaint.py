@@ -1,0 +1,72 @@
+"""Inpaint (image-to-video) conditioning: mask + masked-video latents, built the way diffusers' pipeline does.
+
+``EasyAnimateInpaintPipeline`` feeds an InP transformer ``inpaint_latents = cat([mask_latents,
+masked_video_latents], dim=1)``; a LoRA trained on anything else would not work with that pipeline, so
+this module reuses the pipeline's own helpers (``resize_mask``, ``add_noise_to_reference_video``) and
+follows its conventions where the original trainer differs (see docs/objectives.md):
+
+* masked video = pixels where the mask is 0, -1 where it is 1; optional noise on the kept pixels
+  (``add_noise_in_inpaint_model`` in the transformer config; training draws the strength
+  sigma = exp(N(-3, 0.5)) per sample, inference uses a fixed ``noise_aug_strength``);
+* masked-video latents = VAE posterior *mode* x scaling_factor (the pipeline's choice; the original
+  trainer sampled the posterior);
+* mask latents = ``resize_mask(1 - mask)`` onto the latent grid, the first frame resized on its own
+  (MagVIT encodes frame 0 alone), x scaling_factor;
+* a fully masked sample (pure text-to-video) gets all-zero inpaint latents, as the pipeline feeds when
+  there is no reference (the original zeroed them 90 % of the time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from diffusers.pipelines.easyanimate.pipeline_easyanimate_inpaint import add_noise_to_reference_video, resize_mask
+
+
+def masked_pixels(pixel_values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, F, 3, H, W) pixels in [-1, 1] with masked (mask == 1) pixels set to -1."""
+    mask = mask.to(pixel_values.dtype)
+    return pixel_values * (1.0 - mask) - mask
+
+
+@dataclass
+class InpaintConditioner:
+    """Builds ``inpaint_latents`` (B, 1 + C, f, h, w) for a batch; pure tensors plus an ``encode`` callable.
+
+    ``encode`` maps pixels (B, F, 3, H, W) to *scaled* latents (B, C, f, h, w) with the posterior mode.
+    """
+
+    scaling_factor: float
+    add_noise_to_reference: bool = False
+    first_frame_separately: bool = True
+
+    def __call__(
+        self,
+        pixel_values: torch.Tensor,
+        mask: torch.Tensor,
+        latents: torch.Tensor,
+        encode: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        if mask.shape[:2] != pixel_values.shape[:2] or mask.shape[-2:] != pixel_values.shape[-2:]:
+            raise ValueError(f"mask {tuple(mask.shape)} does not match pixel_values {tuple(pixel_values.shape)}")
+        mask = mask.to(device=pixel_values.device, dtype=torch.float32)
+        reference = masked_pixels(pixel_values.float(), mask)
+        if self.add_noise_to_reference:
+            reference = add_noise_to_reference_video(reference)
+        video_latents = encode(reference).to(device=latents.device, dtype=latents.dtype)
+        if video_latents.shape != latents.shape:
+            raise ValueError(f"masked-video latents {tuple(video_latents.shape)} != latents {tuple(latents.shape)}")
+        known = (1.0 - mask).permute(0, 2, 1, 3, 4)  # (B, 1, F, H, W), 1 = shown to the model
+        mask_latents = resize_mask(known, latents, process_first_frame_only=self.first_frame_separately)
+        mask_latents = mask_latents.to(device=latents.device, dtype=latents.dtype) * self.scaling_factor
+        inpaint = torch.cat([mask_latents, video_latents], dim=1)
+        text_to_video = mask.flatten(1).amin(dim=1) >= 0.5  # every pixel masked
+        return inpaint * (~text_to_video).to(inpaint.dtype).reshape(-1, 1, 1, 1, 1)
+
+
+def empty_inpaint_latents(latents: torch.Tensor) -> torch.Tensor:
+    """All-zero conditioning (B, 1 + C, f, h, w): what the pipeline feeds an InP model with no reference."""
+    batch, channels, *grid = latents.shape
+    return latents.new_zeros((batch, channels + 1, *grid))
