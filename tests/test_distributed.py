@@ -49,7 +49,9 @@ def step_losses(output_dir: str, step: int) -> list[float]:
 
 
 def adapter(output_dir: str) -> dict[str, torch.Tensor]:
-    return load_file(os.path.join(output_dir, "adapter_model.safetensors"))
+    """Every LoRA tensor the run wrote (peft adapter and, when configured, the EasyAnimate file)."""
+    return {f"{name}:{key}": value for name in lora_files(output_dir)
+            for key, value in load_file(os.path.join(output_dir, name)).items()}
 
 
 def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -65,10 +67,14 @@ def single_process_reference(tiny_model_dir, demo_data, tmp_path_factory) -> str
     return out
 
 
-def check_two_rank_run(result: subprocess.CompletedProcess, out: str, wrapper: str) -> None:
+def lora_files(output_dir: str) -> list[str]:
+    return sorted(name for name in os.listdir(output_dir) if name.endswith(".safetensors"))
+
+
+def check_two_rank_run(result: subprocess.CompletedProcess, out: str, wrapper: str, reference: str) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
-    # One adapter, written once (by rank 0), plus the checkpoint.
-    assert sorted(n for n in os.listdir(out) if n.endswith(".safetensors")) == ["adapter_model.safetensors"]
+    # One LoRA, written once (by rank 0) in the configured formats: the files a 1-process run writes, no more.
+    assert lora_files(out) == lora_files(reference) and "adapter_model.safetensors" in lora_files(out)
     assert os.path.isdir(os.path.join(out, f"checkpoint-{STEPS}"))
     ranks = json.load(open(os.path.join(out, "model_info.json")))["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world_size"] == 2 for r in ranks)
@@ -84,7 +90,7 @@ def check_two_rank_run(result: subprocess.CompletedProcess, out: str, wrapper: s
 def test_torchrun_ddp_matches_single_process(single_process_reference, tiny_model_dir, demo_data, tmp_path):
     out = str(tmp_path / "ddp")
     result = launch(2, DEMO, *COMMON, *demo_overrides(tiny_model_dir, demo_data, out))
-    check_two_rank_run(result, out, "DistributedDataParallel")
+    check_two_rank_run(result, out, "DistributedDataParallel", single_process_reference)
     ranks = json.load(open(os.path.join(out, "model_info.json")))["ranks"]
     assert {r["distributed_type"] for r in ranks} == {"MULTI_CPU"}
     reference = step_losses(single_process_reference, STEPS)
@@ -97,7 +103,7 @@ def test_torchrun_ddp_matches_single_process(single_process_reference, tiny_mode
 def test_deepspeed_zero2_matches_single_process(single_process_reference, tiny_model_dir, demo_data, tmp_path):
     out = str(tmp_path / "zero2")
     result = launch(2, DEMO, *COMMON, "--deepspeed", ZERO2, *demo_overrides(tiny_model_dir, demo_data, out))
-    check_two_rank_run(result, out, "DeepSpeedEngine")
+    check_two_rank_run(result, out, "DeepSpeedEngine", single_process_reference)
     ranks = json.load(open(os.path.join(out, "model_info.json")))["ranks"]
     assert {r["distributed_type"] for r in ranks} == {"DEEPSPEED"}
     # ZeRO-2 state was written by both ranks (optimizer partitions).
