@@ -47,10 +47,34 @@ def _make_demo_data(argv: list[str]) -> int:
     return 0
 
 
+def _report(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hf-easyanimate report",
+        description="Plot train/eval loss over steps (from trainer_state.json) and collect the latest validation "
+        "contact sheet into OUT_DIR/report/.",
+    )
+    parser.add_argument("output_dir", help="the --output_dir of a training run")
+    args = parser.parse_args(argv)
+    from .report import ReportError, render
+
+    try:
+        paths = render(args.output_dir)
+    except ReportError as error:
+        print(f"hf-easyanimate report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"loss plot: {paths.loss_plot}  (from {paths.trainer_state})")
+    if paths.validation_sheet:
+        print(f"validation contact sheet (step {paths.validation_step}): {paths.validation_sheet}")
+    else:
+        print("no validation samples yet (train with --validation_prompts to get them)")
+    return 0
+
+
 COMMANDS = {
     "train": (_train, "train a LoRA: hf-easyanimate train RECIPE.yaml [--flag value ...]"),
     "make-tiny-model": (_make_tiny_model, "write a tiny random EasyAnimate repo"),
     "make-demo-data": (_make_demo_data, "write a synthetic clip set with metadata.json"),
+    "report": (_report, "plot the loss curves and collect validation samples of a run: hf-easyanimate report OUT_DIR"),
 }
 
 
@@ -60,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = [f"  {name:<18} {help_text}" for name, (_, help_text) in COMMANDS.items()]
         print("usage: hf-easyanimate COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines))
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    command, handler_help = argv[0], COMMANDS[argv[0]]
-    return handler_help[0](argv[1:])
+    handler, _ = COMMANDS[argv[0]]
+    return handler(argv[1:])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .media import write_mp4
+
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -216,22 +218,6 @@ def _render_frame(height: int, width: int, shape: str, colour: tuple[int, int, i
         inside = (abs(xs - cx) <= radius) & (abs(ys - cy) <= radius)
     frame[inside] = colour
     return frame
-
-
-def write_mp4(path: str, frames: np.ndarray, fps: int = 8) -> None:
-    """Write (F, H, W, 3) uint8 frames as an H.264 mp4 (even sides required by yuv420p)."""
-    import av
-
-    height, width = frames.shape[1:3]
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def make_demo_data(output_dir: str, videos: int = 8, images: int = 4, seed: int = 0) -> str:

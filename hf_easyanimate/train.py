@@ -9,10 +9,13 @@ from collections.abc import Sequence
 
 import torch
 import transformers
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
+from .callbacks import ValidationCallback, ValidationSampler, ValidationSettings
 from .data import BucketBatchSampler, EasyAnimateCollator, EasyAnimateDataset, FrameSampling, bucket_key, load_metadata
+from .guards import CheckpointSaveError, NonFiniteLossError
 from .models.encoders import FrozenEncoders
 from .models.loading import EasyAnimateComponents, load_components
 from .models.lora import add_lora, build_lora_config
@@ -76,6 +79,54 @@ def build_training_data(
     return dataset, sampler, collator
 
 
+def build_eval_data(
+    data_args: DataArguments, args: EasyAnimateTrainingArguments, temporal_compression: int
+) -> tuple[EasyAnimateDataset, BucketBatchSampler] | tuple[None, None]:
+    """Held-out clips for the deterministic validation loss: no caption drop, no repeats, every clip kept.
+
+    Frame windows are still drawn at random, but ``EasyAnimateTrainer.evaluate`` seeds every draw, so each
+    evaluation sees the same windows.
+    """
+    if not data_args.eval_data_meta:
+        return None, None
+    metadata = load_metadata(data_args.eval_data_meta, data_args.train_data_dir, data_args.max_eval_samples)
+    dataset = EasyAnimateDataset(
+        metadata,
+        FrameSampling(
+            n_frames=data_args.video_sample_n_frames,
+            stride=data_args.video_sample_stride,
+            drop_start=data_args.video_length_drop_start,
+            drop_end=data_args.video_length_drop_end,
+            text_drop_ratio=0.0,
+        ),
+        video_repeat=0,
+    )
+    keys = [
+        bucket_key(dataset.kind(index), height, width, data_args.enable_bucket)
+        for index, (height, width) in enumerate(dataset.sizes)
+    ]
+    sampler = BucketBatchSampler(keys, batch_size=args.per_device_eval_batch_size, seed=args.seed, drop_last=False)
+    return dataset, sampler
+
+
+def build_validation(
+    args: EasyAnimateTrainingArguments, data_args: DataArguments, components: EasyAnimateComponents, trainer
+) -> ValidationCallback | None:
+    """The sampling callback when --validation_prompts is set; reuses Trainer's TensorBoard writer."""
+    if not args.validation_prompts:
+        return None
+    sampler = ValidationSampler(
+        components.vae,
+        components.text_encoder,
+        components.tokenizer,
+        components.scheduler,
+        ValidationSettings.from_args(args, data_args),
+        weight_dtype=weight_dtype(args),
+    )
+    tensorboard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
+    return ValidationCallback(sampler, args.validation_steps, args.validation_epochs, tensorboard=tensorboard)
+
+
 def resolve_resume(args: EasyAnimateTrainingArguments) -> str | bool | None:
     """``--resume_from_checkpoint latest`` (the original's spelling) picks the newest checkpoint-N."""
     value = args.resume_from_checkpoint
@@ -119,6 +170,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         target_modules=model_args.lora_target_modules,
         init_lora_weights=model_args.init_lora_weights,
     )
+    transformers.set_seed(args.seed)  # peft draws lora_A from the global RNG: seed first so --seed reproduces runs
     model = add_lora(components.transformer, lora_config, base_model=model_args.pretrained_model_name_or_path)
     encoders = FrozenEncoders(
         components.vae,
@@ -127,17 +179,26 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         low_vram=args.low_vram,
         vae_mini_batch=args.vae_mini_batch,
     )
+    eval_dataset, eval_sampler = build_eval_data(
+        data_args, args, temporal_compression=components.vae.temporal_compression_ratio
+    )
     trainer = EasyAnimateTrainer(
         model=model,
         args=args,
         encoders=encoders,
         objective=build_objective(args, components),
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
         train_batch_sampler=sampler,
+        eval_batch_sampler=eval_sampler,
     )
+    validation = build_validation(args, data_args, components, trainer)
+    if validation is not None:
+        trainer.add_callback(validation)
     trainer.train(resume_from_checkpoint=resolve_resume(args))
     trainer.save_model(args.output_dir)
+    trainer.save_state()  # trainer_state.json beside the adapter: the loss history `hf-easyanimate report` plots
     return trainer
 
 
@@ -147,7 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # RecipeError, ArgumentValidationError, LegacyFlagConflict
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
-    run(model_args, data_args, training_args)
+    try:
+        run(model_args, data_args, training_args)
+    except (NonFiniteLossError, CheckpointSaveError) as error:
+        print(f"hf-easyanimate: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,6 +17,13 @@ class NoisedBatch:
     target: torch.Tensor
 
 
+def grid_indices(count: int, total: int) -> torch.Tensor:
+    """Centres of ``count`` equal bins over ``range(total)``: e.g. 4 of 1000 -> 125, 375, 625, 875."""
+    if not 0 < count <= total:
+        raise ValueError(f"need 0 < count <= {total}, got {count}")
+    return ((torch.arange(count, dtype=torch.float64) + 0.5) * total / count).long()
+
+
 class Objective(ABC):
     """Diffusion objective: sample timesteps, noise the latents, state the target, score a prediction."""
 
@@ -38,10 +45,21 @@ class Objective(ABC):
     def loss(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """Scalar loss of ``pred`` against ``target`` (any per-timestep weighting applied here)."""
 
+    def timestep_grid(self, count: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``count`` timesteps spread evenly over the training range (bin centres), for a deterministic eval loss.
+
+        Default: integer timesteps of ``range(self.num_train_timesteps)`` (DDPM-style objectives). Objectives
+        whose transformer timesteps live on another grid (flow: the scheduler's timesteps) override it.
+        """
+        total = getattr(self, "num_train_timesteps", None)
+        if total is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no num_train_timesteps; override timestep_grid")
+        return grid_indices(count, int(total)).to(device)
+
     def prepare(
         self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator | None = None
     ) -> NoisedBatch:
-        """Draw timesteps and build the model input and target for one batch."""
+        """Draw timesteps (always through :meth:`sample_timesteps`) and build the model input and target."""
         timesteps = self.sample_timesteps(latents.shape[0], device=latents.device, generator=generator)
         return NoisedBatch(
             noisy_latents=self.noisy(latents, noise, timesteps),

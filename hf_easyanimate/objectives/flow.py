@@ -6,7 +6,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 
-from .base import Objective
+from .base import Objective, grid_indices
 from .losses import thresholded_mse
 
 
@@ -46,6 +46,10 @@ class FlowMatchingObjective(Objective):
         )
         indices = (u * self.num_train_timesteps).long().clamp_(0, self.num_train_timesteps - 1)
         return self._timesteps[indices].to(device)
+
+    def timestep_grid(self, count, device="cpu"):
+        # Evenly spaced points of the scheduler's own training grid, as sample_timesteps would map them.
+        return self._timesteps[grid_indices(count, self.num_train_timesteps)].to(device)
 
     def sigmas(self, timesteps: torch.Tensor, ndim: int) -> torch.Tensor:
         """sigma for each timestep, looked up on the scheduler grid, shaped to broadcast over latents."""
