@@ -95,7 +95,7 @@ def plot_losses(train: list[tuple[int, float]], evals: list[tuple[int, float]], 
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     if train or evals:
-        axes.legend(loc="upper right")
+        axes.legend(loc="best")
     else:
         axes.text(0.5, 0.5, "no loss logged yet", ha="center", va="center", transform=axes.transAxes)
     with atomic_path(path) as temporary:

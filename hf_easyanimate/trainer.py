@@ -78,7 +78,8 @@ class EasyAnimateTrainer(Trainer):
         return self.accelerator.prepare(loader)
 
     def get_eval_dataloader(self, eval_dataset: str | Dataset | None = None) -> DataLoader:
-        if self.eval_batch_sampler is None or eval_dataset is not None:
+        # Trainer.evaluate passes self.eval_dataset explicitly; only a different dataset goes to Trainer's loader.
+        if self.eval_batch_sampler is None or (eval_dataset is not None and eval_dataset is not self.eval_dataset):
             return super().get_eval_dataloader(eval_dataset)
         args = self.args
         loader = DataLoader(
