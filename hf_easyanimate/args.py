@@ -109,7 +109,11 @@ class ModelArguments:
         default=256, metadata={"help": "Maximum prompt length in tokens; longer prompts are truncated."}
     )
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow custom code from the model repo. Off unless you trust the repo."}
+        default=False,
+        metadata={
+            "help": "Accepted, never passed on: components are resolved by class name inside diffusers/transformers "
+            "(model_index.json), so no code from a model repo ever runs."
+        },
     )
 
     def __post_init__(self) -> None:

@@ -158,7 +158,8 @@ class EasyAnimateTrainer(Trainer):
             return super().training_step(model, inputs, num_items_in_batch)
         except SkipUpdate as skip:
             guard.window_poisoned = True
-            model.zero_grad(set_to_none=True)  # drop gradients of earlier micro-batches of this window
+            if not self.is_deepspeed_enabled:  # DeepSpeed keeps gradients in its engine (see docs/monitoring.md)
+                model.zero_grad(set_to_none=True)  # drop gradients of earlier micro-batches of this window
             return skip.loss.to(self.args.device)
         finally:
             self._guarding_step = False
