@@ -67,19 +67,20 @@ class EncodeOnce:
 
     def __init__(self, encoders) -> None:
         self.encoders = encoders
-        self._pixels: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._prompts: tuple[tuple[str, ...], dict] | None = None
+        self._pixels: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (input kept alive, latents)
+        self._prompts: dict[tuple[str, ...], dict] = {}
 
     def __getattr__(self, name: str):
         return getattr(self.encoders, name)
 
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self._pixels is None or self._pixels[0] is not pixels:
-            self._pixels = (pixels, self.encoders.encode_pixels(pixels))
-        return self._pixels[1]
+        cached = self._pixels.get(id(pixels))
+        if cached is None or cached[0] is not pixels:
+            cached = self._pixels[id(pixels)] = (pixels, self.encoders.encode_pixels(pixels))
+        return cached[1]
 
     def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         key = tuple(prompts)
-        if self._prompts is None or self._prompts[0] != key:
-            self._prompts = (key, self.encoders.encode_prompts(prompts))
-        return self._prompts[1]
+        if key not in self._prompts:
+            self._prompts[key] = self.encoders.encode_prompts(prompts)
+        return self._prompts[key]
