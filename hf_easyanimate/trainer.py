@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from functools import partial
@@ -18,8 +17,6 @@ from .evaluation import EncodeOnce, pinned_timesteps, seeded
 from .guards import CheckpointSaveError, NonFiniteLossError, NonFiniteLossGuard, SkipUpdate
 from .models.encoders import FrozenEncoders
 from .objectives import Objective, with_motion_loss
-
-logger = logging.getLogger(__name__)
 
 
 class EasyAnimateTrainer(Trainer):
@@ -115,7 +112,7 @@ class EasyAnimateTrainer(Trainer):
         if self.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)
         try:
-            super().save_model(staging)
+            super().save_model(staging, _internal_call=True)  # write only; Trainer's hub push comes after the move
             if self.args.should_save:
                 for name in os.listdir(staging):
                     target = os.path.join(output_dir, name)
@@ -125,6 +122,8 @@ class EasyAnimateTrainer(Trainer):
         finally:
             if self.args.should_save:
                 shutil.rmtree(staging, ignore_errors=True)
+        if self.args.push_to_hub:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _save_checkpoint(self, model, trial) -> None:
         """Trainer's checkpoint, but a failed write (disk full, ...) removes the partial ``checkpoint-N``.
