@@ -26,12 +26,18 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from .evaluation import preserved_rng_state
-from .media import atomic_path, contact_sheet, printable, to_uint8_frames, write_mp4, write_png
+from .media import (
+    CONTACT_SHEET,
+    VALIDATION_DIR,
+    atomic_path,
+    contact_sheet,
+    printable,
+    to_uint8_frames,
+    write_mp4,
+    write_png,
+)
 
 logger = logging.getLogger(__name__)
-
-VALIDATION_DIR = "validation"
-CONTACT_SHEET = "contact_sheet.png"
 
 
 @dataclass

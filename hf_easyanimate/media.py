@@ -13,6 +13,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+# Layout of validation samples in a run folder (written by callbacks.py, read by report.py).
+VALIDATION_DIR = "validation"
+CONTACT_SHEET = "contact_sheet.png"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:

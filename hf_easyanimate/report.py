@@ -13,8 +13,7 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from .callbacks import CONTACT_SHEET, VALIDATION_DIR
-from .media import atomic_path
+from .media import CONTACT_SHEET, VALIDATION_DIR, atomic_path
 
 REPORT_DIR = "report"
 LOSS_PLOT = "loss.png"
