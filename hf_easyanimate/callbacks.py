@@ -231,6 +231,7 @@ class ValidationCallback(TrainerCallback):
         self.every_epochs = every_epochs
         self.tensorboard = tensorboard
         self.last_step: int | None = None
+        self.failures = 0
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every_steps == 0:
@@ -248,24 +249,34 @@ class ValidationCallback(TrainerCallback):
     def validate(self, args, state, model: torch.nn.Module) -> dict | None:
         """Sample on the main process (others wait); skipped if this step was already sampled."""
         from accelerate import PartialState
-        from accelerate.utils import extract_model_from_parallel
 
         if self.last_step == state.global_step:
             return None
         self.last_step = state.global_step
         written = None
-        if state.is_world_process_zero:
-            transformer = extract_model_from_parallel(model)
-            if hasattr(transformer, "get_base_model"):
-                transformer = transformer.get_base_model()  # the peft model: LoRA layers stay in place
-            start = time.perf_counter()
-            videos = self.sampler.sample(transformer)
-            folder = os.path.join(args.output_dir, VALIDATION_DIR, f"step-{state.global_step}")
-            written = save_validation(folder, videos, self.sampler.settings, state.global_step)
-            self._log(args, state, written, videos)
-            logger.info("validation: %d prompt(s) sampled in %.1fs -> %s", len(videos),
-                        time.perf_counter() - start, folder)
-        PartialState().wait_for_everyone()
+        try:
+            if state.is_world_process_zero:
+                written = self._sample_and_save(args, state, model)
+        except Exception:  # a failed sample must not end a long run (the original also carries on)
+            logger.exception("validation at step %d failed; training continues", state.global_step)
+            self.failures += 1
+        finally:
+            PartialState().wait_for_everyone()
+        return written
+
+    def _sample_and_save(self, args, state, model: torch.nn.Module) -> dict:
+        from accelerate.utils import extract_model_from_parallel
+
+        transformer = extract_model_from_parallel(model)
+        if hasattr(transformer, "get_base_model"):
+            transformer = transformer.get_base_model()  # the peft model: LoRA layers stay in place
+        start = time.perf_counter()
+        videos = self.sampler.sample(transformer)
+        folder = os.path.join(args.output_dir, VALIDATION_DIR, f"step-{state.global_step}")
+        written = save_validation(folder, videos, self.sampler.settings, state.global_step)
+        self._log(args, state, written, videos)
+        logger.info("validation: %d prompt(s) sampled in %.1fs -> %s", len(videos), time.perf_counter() - start,
+                    folder)
         return written
 
     def _log(self, args, state, written: dict, videos: list[np.ndarray]) -> None:

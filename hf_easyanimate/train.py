@@ -115,6 +115,12 @@ def build_validation(
     """The sampling callback when --validation_prompts is set; reuses Trainer's TensorBoard writer."""
     if not args.validation_prompts:
         return None
+    if components.text_encoder_2 is not None:
+        logger.warning(
+            "--validation_prompts: sampling uses diffusers' EasyAnimate pipelines, which take one (Qwen2-VL) text "
+            "encoder; this %s checkpoint has two, so validation sampling is off for this run.", components.version
+        )
+        return None
     sampler = ValidationSampler(
         components.vae,
         components.text_encoder,

@@ -185,3 +185,17 @@ def test_validation_is_logged_to_wandb_when_it_is_the_tracker(monkeypatch, tmp_p
     logged.clear()
     callback._log(types.SimpleNamespace(report_to=["tensorboard"]), types.SimpleNamespace(global_step=7), written, [])
     assert logged == []
+
+
+def test_a_failing_sample_is_logged_and_training_goes_on(tmp_path, caplog):
+    class Broken:
+        settings = ValidationSettings(prompts=["x"])
+
+        def sample(self, transformer):
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+    callback = ValidationCallback(sampler=Broken(), every_steps=1, every_epochs=1)
+    state = types.SimpleNamespace(global_step=3, is_world_process_zero=True, epoch=0.5)
+    assert callback.validate(types.SimpleNamespace(output_dir=str(tmp_path)), state, torch.nn.Linear(2, 2)) is None
+    assert callback.failures == 1 and "validation at step 3 failed; training continues" in caplog.text
+    assert not os.path.exists(tmp_path / "validation")
