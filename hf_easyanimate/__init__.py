@@ -10,7 +10,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
+# name -> module, or (module, attribute) where the public name differs.
+_EXPORTS: dict[str, str | tuple[str, str]] = {
     # training
     "EasyAnimateTrainer": "hf_easyanimate.trainer",
     "EasyAnimateTrainingArguments": "hf_easyanimate.args",
@@ -42,6 +43,15 @@ _EXPORTS = {
     "save_peft_adapter": "hf_easyanimate.models.lora_files",
     "LoraWeights": "hf_easyanimate.models.lora_format",
     "LoraFormatError": "hf_easyanimate.models.lora_format",
+    # monitoring and guards
+    "ValidationCallback": "hf_easyanimate.callbacks",
+    "ValidationSampler": "hf_easyanimate.callbacks",
+    "ValidationSettings": "hf_easyanimate.callbacks",
+    "NonFiniteLossGuard": "hf_easyanimate.guards",
+    "NonFiniteLossError": "hf_easyanimate.guards",
+    "CheckpointSaveError": "hf_easyanimate.guards",
+    "ReportPaths": "hf_easyanimate.report",
+    "render_report": ("hf_easyanimate.report", "render"),
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -49,7 +59,8 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        module, attribute = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
+        value = getattr(importlib.import_module(module), attribute)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'hf_easyanimate' has no attribute {name!r}")

@@ -24,6 +24,10 @@ LOSS_TYPES = ("flow", "ddpm", "sigma")
 TRAIN_MODES = ("normal", "inpaint")
 WEIGHTING_SCHEMES = ("none", "sigma_sqrt", "logit_normal", "mode", "cosmap")
 SAVE_LORA_FORMATS = ("peft", "easyanimate", "both")
+# Every V5/V5.1 MagVIT VAE compresses time by 4 and encodes 4n + 1 frames; the pixel grid is 16
+# (VAE x8 times patch size 2). The collator re-aligns to the loaded VAE's own ratio as well.
+VAE_TEMPORAL_COMPRESSION = 4
+SIZE_GRID = 16
 
 
 class ArgumentValidationError(ValueError):
@@ -33,6 +37,26 @@ class ArgumentValidationError(ValueError):
 def _require(condition: bool, key: str, rule: str, value: object) -> None:
     if not condition:
         raise ArgumentValidationError(f"--{key}={value!r}: {rule}")
+
+
+def frames_on_temporal_grid(num_frames: int, compression: int = VAE_TEMPORAL_COMPRESSION) -> int:
+    """Largest ``compression * n + 1 <= num_frames`` (what the original trainer trains on); 1 for 1 frame."""
+    return (num_frames - 1) // compression * compression + 1
+
+
+def _adjust(owner: object, key: str, used: int, why: str) -> None:
+    """Set ``owner.key`` to ``used`` with one warning naming the value given and the value used."""
+    given = getattr(owner, key)
+    if given != used:
+        logger.warning("--%s=%s %s; using %s, as the original trainer does.", key, given, why, used)
+        setattr(owner, key, used)
+
+
+def _adjust_frames(owner: object, key: str) -> None:
+    value = getattr(owner, key)
+    _require(value > 0, key, "must be a positive number of frames", value)
+    _adjust(owner, key, frames_on_temporal_grid(value),
+            f"is not on the VAE's temporal grid ({VAE_TEMPORAL_COMPRESSION}n + 1 frames)")
 
 
 @dataclass
@@ -94,7 +118,11 @@ class ModelArguments:
         default=256, metadata={"help": "Maximum prompt length in tokens; longer prompts are truncated."}
     )
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow custom code from the model repo. Off unless you trust the repo."}
+        default=False,
+        metadata={
+            "help": "Accepted, never passed on: components are resolved by class name inside diffusers/transformers "
+            "(model_index.json), so no code from a model repo ever runs."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -128,8 +156,23 @@ class DataArguments:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Truncate the metadata to this many rows (debugging, quick runs)."}
     )
-    image_sample_size: int = field(default=512, metadata={"help": "Image side length (the largest size trained)."})
-    video_sample_size: int = field(default=512, metadata={"help": "Video side length."})
+    eval_data_meta: str | None = field(
+        default=None,
+        metadata={
+            "help": "Held-out metadata (same format as --train_data_meta, paths relative to --train_data_dir) for "
+            "the deterministic validation loss; used with --eval_strategy steps|epoch."
+        },
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Truncate the eval metadata to this many rows."}
+    )
+    image_sample_size: int = field(
+        default=512,
+        metadata={"help": "Image side length (the largest size trained); floored to a multiple of 16 at parse time."},
+    )
+    video_sample_size: int = field(
+        default=512, metadata={"help": "Video side length; floored to a multiple of 16 at parse time."}
+    )
     token_sample_size: int = field(
         default=512,
         metadata={
@@ -138,7 +181,13 @@ class DataArguments:
         },
     )
     video_sample_stride: int = field(default=4, metadata={"help": "Take every N-th frame of a clip."})
-    video_sample_n_frames: int = field(default=17, metadata={"help": "Frames per training clip."})
+    video_sample_n_frames: int = field(
+        default=17,
+        metadata={
+            "help": "Frames per training clip; for V5-family models put on the VAE's 4n + 1 grid at parse time "
+            "(50 -> 49), as the original trainer does per batch."
+        },
+    )
     video_repeat: int = field(
         default=0, metadata={"help": "Repeat every video row N extra times in the index (upweights videos)."}
     )
@@ -185,11 +234,19 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
-        for key in ("image_sample_size", "video_sample_size", "token_sample_size", "video_sample_stride",
-                    "video_sample_n_frames"):
+        for key in ("image_sample_size", "video_sample_size"):
+            value = getattr(self, key)
+            _require(value >= SIZE_GRID, key, f"must be at least {SIZE_GRID} pixels", value)
+            _adjust(self, key, value // SIZE_GRID * SIZE_GRID, f"is not a multiple of {SIZE_GRID} pixels")
+        for key in ("token_sample_size", "video_sample_stride"):
             value = getattr(self, key)
             _require(value > 0, key, "must be a positive integer", value)
+        _require(self.video_sample_n_frames > 0, "video_sample_n_frames", "must be a positive number of frames",
+                 self.video_sample_n_frames)
         _require(self.video_repeat >= 0, "video_repeat", "must be >= 0", self.video_repeat)
+        _require(
+            self.image_repeat_in_forward >= 0, "image_repeat_in_forward", "must be >= 0", self.image_repeat_in_forward
+        )
         _require(0.0 <= self.text_drop_ratio <= 1.0, "text_drop_ratio", "must be in [0, 1]", self.text_drop_ratio)
         _require(
             0.0 <= self.video_length_drop_start < self.video_length_drop_end <= 1.0,
@@ -197,8 +254,10 @@ class DataArguments:
             "needs 0 <= video_length_drop_start < video_length_drop_end <= 1",
             (self.video_length_drop_start, self.video_length_drop_end),
         )
-        if self.max_train_samples is not None:
-            _require(self.max_train_samples > 0, "max_train_samples", "must be positive", self.max_train_samples)
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            if value is not None:
+                _require(value > 0, key, "must be positive", value)
 
 
 @dataclass
@@ -358,10 +417,51 @@ class EasyAnimateTrainingArguments(TrainingArguments):
         },
     )
     validation_prompts: list[str] | None = field(
-        default=None, metadata={"help": "Prompts sampled with the current LoRA during training."}
+        default=None,
+        metadata={
+            "help": "Prompts sampled with the current LoRA during training (mp4 + contact sheet under "
+            "output_dir/validation/step-N/, logged to TensorBoard/wandb). Off when unset."
+        },
+    )
+    validation_images: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "--train_mode inpaint: first-frame reference images for the validation prompts, one per prompt "
+            "or one for all. Without them an InP model samples text-to-video (everything masked)."
+        },
     )
     validation_steps: int = field(default=2000, metadata={"help": "Sample validation prompts every N steps."})
-    validation_epochs: int = field(default=5, metadata={"help": "Sample validation prompts every N epochs."})
+    validation_epochs: int = field(
+        default=5,
+        metadata={"help": "Also sample after epoch 1, 1 + N, 1 + 2N, ... (the original's epoch % N == 0, 0-based)."},
+    )
+    validation_num_frames: int | None = field(
+        default=None,
+        metadata={"help": "Frames per validation video (default: --video_sample_n_frames); put on the 4n + 1 grid."},
+    )
+    validation_num_inference_steps: int = field(
+        default=50, metadata={"help": "Denoising steps per validation video (the pipeline's default)."}
+    )
+    validation_guidance_scale: float = field(
+        default=6.0, metadata={"help": "Classifier-free guidance scale of validation sampling (original: 6.0)."}
+    )
+    validation_negative_prompt: str = field(
+        default="bad detailed", metadata={"help": "Negative prompt of validation sampling (original: 'bad detailed')."}
+    )
+    eval_timesteps: int = field(
+        default=4,
+        metadata={
+            "help": "Deterministic validation loss: each eval clip is scored at this many timesteps spread evenly "
+            "over the training range, with noise from --seed, so eval_loss is comparable across steps."
+        },
+    )
+    max_consecutive_nonfinite: int = field(
+        default=5,
+        metadata={
+            "help": "A NaN/inf loss skips that optimizer update (counted, logged as nonfinite_skipped_steps); this "
+            "many in a row stop training with an error, leaving the checkpoints written so far intact."
+        },
+    )
     report_model_info: bool = field(default=False, metadata={"help": "Log parameter counts at start."})
 
     def __post_init__(self) -> None:
@@ -385,9 +485,7 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             f"must be one of {SAVE_LORA_FORMATS}",
             self.save_lora_format,
         )
-        _require(self.learning_rate > 0, "learning_rate", "must be positive", self.learning_rate)
-        _require(self.train_sampling_steps > 0, "train_sampling_steps", "must be positive", self.train_sampling_steps)
-        _require(self.vae_mini_batch > 0, "vae_mini_batch", "must be positive", self.vae_mini_batch)
+        self._check_numbers()
         _require(
             0.0 <= self.motion_sub_loss_ratio <= 1.0, "motion_sub_loss_ratio", "must be in [0, 1]",
             self.motion_sub_loss_ratio,
@@ -506,3 +604,68 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             self.world_size, self.learning_rate * factor,
         )
         self.learning_rate *= factor
+
+    def _check_numbers(self) -> None:
+        """Ranges of every numeric flag, checked before anything is built (the message names the rule)."""
+        positive = ("learning_rate", "train_sampling_steps", "vae_mini_batch", "per_device_train_batch_size",
+                    "per_device_eval_batch_size", "gradient_accumulation_steps", "adam_epsilon", "logit_std",
+                    "initial_grad_norm_ratio", "validation_steps", "validation_epochs",
+                    "validation_num_inference_steps", "eval_timesteps", "max_consecutive_nonfinite")
+        for key in positive:
+            value = getattr(self, key)
+            _require(value > 0, key, "must be positive", value)
+        # abnormal_norm_clip_start may be negative: that switches the original's adaptive clipping off.
+        non_negative = ("weight_decay", "warmup_steps", "max_grad_norm", "noise_offset", "input_perturbation",
+                        "validation_guidance_scale", "dataloader_num_workers")
+        for key in non_negative:
+            value = getattr(self, key)
+            _require(value >= 0, key, "must be >= 0", value)
+        for key in ("adam_beta1", "adam_beta2"):
+            value = getattr(self, key)
+            _require(0.0 <= value < 1.0, key, "must be in [0, 1)", value)
+        _require(
+            self.max_steps > 0 or self.max_steps == -1, "max_steps",
+            "must be positive, or -1 to train for --num_train_epochs", self.max_steps,
+        )
+        if self.max_steps == -1:
+            _require(self.num_train_epochs > 0, "num_train_epochs", "must be positive", self.num_train_epochs)
+        _require(
+            self.eval_timesteps <= self.train_sampling_steps, "eval_timesteps",
+            f"must be <= --train_sampling_steps ({self.train_sampling_steps})", self.eval_timesteps,
+        )
+        if self.validation_num_frames is not None:
+            _adjust_frames(self, "validation_num_frames")
+
+
+def check_combination(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateTrainingArguments) -> None:
+    """Rules that span the three dataclasses, checked at parse time like the per-field ones."""
+    from .models.loading import detect_original_version
+
+    version, _ = detect_original_version(model_args.pretrained_model_name_or_path, model_args.config_path)
+    if version in (None, "v5", "v5.1"):
+        # MagVIT (V5 family) encodes 4n + 1 frames; pre-V5 VAEs use other grids (and are refused at build time).
+        _adjust_frames(data_args, "video_sample_n_frames")
+    if args.validation_images:
+        _require(
+            model_args.train_mode == "inpaint", "validation_images",
+            "reference images need --train_mode inpaint (an InP checkpoint)", args.validation_images,
+        )
+        _require(bool(args.validation_prompts), "validation_images", "needs --validation_prompts",
+                 args.validation_images)
+        _require(
+            len(args.validation_images) in (1, len(args.validation_prompts)), "validation_images",
+            f"give one image for all prompts or one per prompt ({len(args.validation_prompts)})",
+            args.validation_images,
+        )
+        for path in args.validation_images:
+            _require(os.path.isfile(path), "validation_images", f"file {path} does not exist", path)
+    if args.eval_strategy != "no":
+        _require(
+            bool(data_args.eval_data_meta), "eval_strategy",
+            "the validation loss needs held-out clips: pass --eval_data_meta", str(args.eval_strategy.value),
+        )
+    elif data_args.eval_data_meta:
+        logger.warning(
+            "--eval_data_meta is set but --eval_strategy is 'no': no validation loss will be computed; "
+            "add --eval_strategy steps --eval_steps N."
+        )

@@ -133,6 +133,26 @@ def _sample(argv: list[str]) -> int:
     with atomic_path(args.out) as temporary:
         write_mp4(temporary, frames, fps=args.fps)
     print(f"wrote {args.out}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}")
+def _report(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hf-easyanimate report",
+        description="Plot train/eval loss over steps (from trainer_state.json) and collect the latest validation "
+        "contact sheet into OUT_DIR/report/.",
+    )
+    parser.add_argument("output_dir", help="the --output_dir of a training run")
+    args = parser.parse_args(argv)
+    from .report import ReportError, render
+
+    try:
+        paths = render(args.output_dir)
+    except ReportError as error:
+        print(f"hf-easyanimate report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"loss plot: {paths.loss_plot}  (from {paths.trainer_state})")
+    if paths.validation_sheet:
+        print(f"validation contact sheet (step {paths.validation_step}): {paths.validation_sheet}")
+    else:
+        print("no validation samples yet (train with --validation_prompts to get them)")
     return 0
 
 
@@ -142,6 +162,7 @@ COMMANDS = {
     "make-demo-data": (_make_demo_data, "write a synthetic clip set with metadata.json"),
     "export-lora": (_export_lora, "convert a LoRA: hf-easyanimate export-lora IN --to easyanimate|peft OUT"),
     "sample": (_sample, "render a clip with a LoRA: hf-easyanimate sample --model M --lora L --prompt P --out x.mp4"),
+    "report": (_report, "plot the loss curves and collect validation samples of a run: hf-easyanimate report OUT_DIR"),
 }
 
 

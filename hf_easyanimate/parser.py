@@ -16,7 +16,13 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from .args import ArgumentValidationError, DataArguments, EasyAnimateTrainingArguments, ModelArguments
+from .args import (
+    ArgumentValidationError,
+    DataArguments,
+    EasyAnimateTrainingArguments,
+    ModelArguments,
+    check_combination,
+)
 from .legacy import LEGACY_FLAGS, LegacyFlagConflict, translate_legacy
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, EasyAnimateTrainingArguments)
@@ -95,7 +101,8 @@ def _translate_cli(argv: list[str], valid: set[str]) -> list[str]:
     rewritten: list[str] = []
     for key, values in pairs:
         if key not in LEGACY_FLAGS:
-            rewritten += [f"--{key}", *values]
+            # One value stays glued to its flag (`--key=value`) so argparse never reads `-1e-4` as a flag.
+            rewritten += [f"--{key}={values[0]}"] if len(values) == 1 else [f"--{key}", *values]
             continue
         value: Any = values[0] if len(values) == 1 else (values or True)
         for new_key, new_value in translate_legacy({key: value}, explicit_keys=set()).items():
@@ -141,11 +148,13 @@ def parse_args(
         if action.dest in recipe and action.required:
             action.required = False
     try:
-        return parser.parse_args_into_dataclasses(args=cli, look_for_args_file=False)
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=cli, look_for_args_file=False)
     except ArgumentValidationError:
         raise
     except ValueError as error:
         raise RecipeError(str(error)) from error
+    check_combination(model_args, data_args, training_args)
+    return model_args, data_args, training_args
 
 
 def _as_default(value: Any) -> Any:

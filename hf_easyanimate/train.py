@@ -9,11 +9,14 @@ from collections.abc import Sequence
 import torch
 import transformers
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
+from .callbacks import ValidationCallback, ValidationSampler, ValidationSettings
 from .data import BucketBatchSampler, EasyAnimateCollator, EasyAnimateDataset, FrameSampling, bucket_key, load_metadata
 from .data.masks import InpaintMaskGenerator
 from .distributed import EngineReport
+from .guards import CheckpointSaveError, NonFiniteLossError
 from .inpaint import InpaintConditioner
 from .legacy import ModelConfigMismatch, report_model_config
 from .models.encoders import FrozenEncoders
@@ -168,6 +171,60 @@ def build_lora_model(transformer: torch.nn.Module, model_args: ModelArguments, a
     return model
 
 
+def build_eval_data(
+    data_args: DataArguments, args: EasyAnimateTrainingArguments, temporal_compression: int
+) -> tuple[EasyAnimateDataset, BucketBatchSampler] | tuple[None, None]:
+    """Held-out clips for the deterministic validation loss: no caption drop, no repeats, every clip kept.
+
+    Frame windows are still drawn at random, but ``EasyAnimateTrainer.evaluate`` seeds every draw, so each
+    evaluation sees the same windows.
+    """
+    if not data_args.eval_data_meta:
+        return None, None
+    metadata = load_metadata(data_args.eval_data_meta, data_args.train_data_dir, data_args.max_eval_samples)
+    dataset = EasyAnimateDataset(
+        metadata,
+        FrameSampling(
+            n_frames=data_args.video_sample_n_frames,
+            stride=data_args.video_sample_stride,
+            drop_start=data_args.video_length_drop_start,
+            drop_end=data_args.video_length_drop_end,
+            text_drop_ratio=0.0,
+        ),
+        video_repeat=0,
+    )
+    keys = [
+        bucket_key(dataset.kind(index), height, width, data_args.enable_bucket)
+        for index, (height, width) in enumerate(dataset.sizes)
+    ]
+    sampler = BucketBatchSampler(keys, batch_size=args.per_device_eval_batch_size, seed=args.seed, drop_last=False)
+    return dataset, sampler
+
+
+def build_validation(
+    args: EasyAnimateTrainingArguments, data_args: DataArguments, components: EasyAnimateComponents, trainer
+) -> ValidationCallback | None:
+    """The sampling callback when --validation_prompts is set; reuses Trainer's TensorBoard writer."""
+    if not args.validation_prompts:
+        return None
+    if components.text_encoder_2 is not None:
+        logger.warning(
+            "--validation_prompts: sampling uses diffusers' EasyAnimate pipelines, which take one (Qwen2-VL) text "
+            "encoder; this %s checkpoint has two, so validation sampling is off for this run.", components.version
+        )
+        return None
+    sampler = ValidationSampler(
+        components.vae,
+        components.text_encoder,
+        components.tokenizer,
+        components.scheduler,
+        ValidationSettings.from_args(args, data_args),
+        weight_dtype=weight_dtype(args),
+    )
+    tensorboard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
+    return ValidationCallback(sampler, args.validation_steps, args.validation_epochs, tensorboard=tensorboard)
+
+
 def setup_logging(args: EasyAnimateTrainingArguments) -> None:
     level = args.get_process_log_level()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
@@ -223,6 +280,9 @@ def run(
         low_vram=args.low_vram,
         vae_mini_batch=args.vae_mini_batch,
     )
+    eval_dataset, eval_sampler = build_eval_data(
+        data_args, args, temporal_compression=components.vae.temporal_compression_ratio
+    )
     trainer = EasyAnimateTrainer(
         model=model,
         args=args,
@@ -230,17 +290,23 @@ def run(
         objective=objective,
         inpaint=inpaint,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
         train_batch_sampler=sampler,
+        eval_batch_sampler=eval_sampler,
         model_args=model_args,
         data_args=data_args,
         callbacks=list(callbacks),
         optimizer_cls_and_kwargs=optimizer_override(args),
     )
+    validation = build_validation(args, data_args, components, trainer)
+    if validation is not None:
+        trainer.add_callback(validation)
     if args.report_model_info:
         trainer.add_callback(EngineReport(trainer))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
+    trainer.save_state()  # trainer_state.json beside the adapter: the loss history `hf-easyanimate report` plots
     return trainer
 
 
@@ -255,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointNotFound, ModelConfigMismatch, LoraTargetError) as error:
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
-    except ModelLoadError as error:  # UnsupportedModelError included: a clear message, not a traceback
+    except (ModelLoadError, NonFiniteLossError, CheckpointSaveError) as error:
+        # UnsupportedModelError, divergence, failed checkpoint write: a clear message, not a traceback
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 1
     return 0

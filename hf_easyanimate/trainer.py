@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from functools import partial
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, seed_worker
+from transformers.trainer_utils import (
+    PREFIX_CHECKPOINT_DIR,
+    HubStrategy,
+    SaveStrategy,
+    get_last_checkpoint,
+    seed_worker,
+)
 from transformers.utils.hub import PushInProgress
 
 from . import hub
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
+from .callbacks import use_diffusers_tensorboard
 from .clipping import original_clip_norm
+from .evaluation import EncodeOnce, pinned_index, seeded
+from .guards import CheckpointSaveError, NonFiniteLossError, NonFiniteLossGuard, SkipUpdate
 from .inpaint import InpaintConditioner, empty_inpaint_latents
 from .memory import attention_context_factory
 from .models.encoders import FrozenEncoders
@@ -46,7 +56,12 @@ class EasyAnimateTrainer(Trainer):
     ``model`` is the peft-wrapped transformer (the only thing DDP/DeepSpeed wrap and checkpoints save);
     the VAE and text encoder come in through ``encoders``; the loss comes from ``objective``.
     ``inpaint`` (InP checkpoints) builds the transformer's ``inpaint_latents`` from ``mask`` batches.
-    ``train_batch_sampler`` (optional) replaces Trainer's sampler so that every batch shares one size.
+    ``train_batch_sampler`` / ``eval_batch_sampler`` (optional) replace Trainer's samplers so that every batch
+    shares one size.
+
+    Beyond ``Trainer``: a NaN/inf loss skips its optimizer update (:class:`NonFiniteLossGuard`), evaluation
+    reports a deterministic ``eval_loss`` (fixed timestep grid, seeded noise), and a checkpoint that fails to
+    write is removed instead of being left half-written.
     """
 
     def __init__(
@@ -56,6 +71,7 @@ class EasyAnimateTrainer(Trainer):
         encoders: FrozenEncoders,
         objective: Objective,
         train_batch_sampler: Sampler | None = None,
+        eval_batch_sampler: Sampler | None = None,
         inpaint: InpaintConditioner | None = None,
         model_args: ModelArguments | None = None,
         data_args: DataArguments | None = None,
@@ -65,6 +81,9 @@ class EasyAnimateTrainer(Trainer):
         self.objective = objective
         self.inpaint = inpaint
         self.train_batch_sampler = train_batch_sampler
+        self.eval_batch_sampler = eval_batch_sampler
+        self.nonfinite_guard = NonFiniteLossGuard(max_consecutive=args.max_consecutive_nonfinite)
+        self._guarding_step = False
         # Only for the recipe and the model card written beside the LoRA.
         self.model_args = model_args
         self.data_args = data_args
@@ -82,19 +101,10 @@ class EasyAnimateTrainer(Trainer):
         self._attention_context = attention_context_factory(
             args.enable_xformers_memory_efficient_attention, args.device
         )
+        use_diffusers_tensorboard(self)
+        self.add_callback(self.nonfinite_guard)
 
     # --- life cycle -----------------------------------------------------------------------------
-    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        """Trainer's loop; remembers the checkpoint it resumes from so rotation never deletes it."""
-        if isinstance(resume_from_checkpoint, str):
-            self.resumed_from = resume_from_checkpoint
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        """One micro-batch, with its random draws keyed by its samples and the chosen attention kernels."""
-        with self._attention_context(), self._step_rngs(inputs):
-            return super().training_step(model, inputs, num_items_in_batch)
-
     def _step_rngs(self, inputs: dict) -> contextlib.AbstractContextManager:
         keys = inputs.get(SAMPLE_KEYS)
         if keys is None:
@@ -118,23 +128,6 @@ class EasyAnimateTrainer(Trainer):
         torch.nn.utils.clip_grads_with_norm_(parameters, limit, total)
         return total
 
-    def _save_checkpoint(self, model, trial) -> None:
-        """Trainer's checkpoint, with a rotation that keeps the checkpoint this run resumed from."""
-        limit = self.args.save_total_limit
-        if not limit or self.resumed_from is None:
-            return super()._save_checkpoint(model, trial)
-        self.args.save_total_limit = None  # Trainer's own rotation off for this call; ours below
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
-        if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            with atomic_path(os.path.join(folder, "training_args.bin")) as temporary:
-                torch.save(self.args, temporary)  # with the real limit
-            keep = {self.resumed_from, self.state.best_model_checkpoint}
-            rotate_checkpoints_keeping(self._get_output_dir(trial=trial), limit, keep)
-
     # --- data -----------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
         if self.train_batch_sampler is None:
@@ -151,6 +144,21 @@ class EasyAnimateTrainer(Trainer):
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
             prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers > 0 else None,
             worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        return self.accelerator.prepare(loader)
+
+    def get_eval_dataloader(self, eval_dataset: str | Dataset | None = None) -> DataLoader:
+        # Trainer.evaluate passes self.eval_dataset explicitly; only a different dataset goes to Trainer's loader.
+        if self.eval_batch_sampler is None or (eval_dataset is not None and eval_dataset is not self.eval_dataset):
+            return super().get_eval_dataloader(eval_dataset)
+        args = self.args
+        loader = DataLoader(
+            self.eval_dataset,
+            batch_sampler=self.eval_batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory and torch.cuda.is_available(),
+            prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers > 0 else None,
         )
         return self.accelerator.prepare(loader)
 
@@ -283,6 +291,128 @@ class EasyAnimateTrainer(Trainer):
         else:
             self.push_in_progress.jobs.extend(jobs)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Final save: written into a staging folder first, then moved into place file by file.
+
+        A full disk therefore leaves the previous files in ``output_dir`` untouched instead of half-written.
+        (Checkpoint folders are handled by :meth:`_save_checkpoint`.)
+        """
+        if _internal_call:
+            super().save_model(output_dir, _internal_call=True)
+            return
+        output_dir = output_dir or self.args.output_dir
+        staging = os.path.join(output_dir, ".partial-save")
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        try:
+            super().save_model(staging, _internal_call=True)  # write only; Trainer's hub push comes after the move
+            if self.args.should_save:
+                for name in os.listdir(staging):
+                    target = os.path.join(output_dir, name)
+                    if os.path.isdir(target) and not os.path.islink(target):
+                        shutil.rmtree(target)
+                    os.replace(os.path.join(staging, name), target)
+        finally:
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+        if self.args.push_to_hub:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Trainer's checkpoint, but a failed write (disk full, ...) removes the partial ``checkpoint-N``.
+
+        Rotation of old checkpoints happens only after a complete save, so the previous checkpoint survives;
+        and it never deletes the checkpoint this run resumed from.
+        """
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        limit = self.args.save_total_limit
+        protect = bool(limit) and self.resumed_from is not None
+        if protect:
+            self.args.save_total_limit = None  # Trainer's own rotation off for this call; ours below
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as error:
+            if self.args.should_save:
+                shutil.rmtree(folder, ignore_errors=True)
+            last = get_last_checkpoint(run_dir) if os.path.isdir(run_dir) else None
+            raise CheckpointSaveError(
+                f"writing checkpoint {folder} failed: {error}. The partial folder was removed; "
+                + (f"the last complete checkpoint is {last} (resume with --resume_from_checkpoint {last})"
+                   if last else "no earlier checkpoint exists")
+                + ". Free disk space or choose another --output_dir."
+            ) from error
+        finally:
+            if protect:
+                self.args.save_total_limit = limit
+        if protect and self.args.should_save:
+            with atomic_path(os.path.join(folder, "training_args.bin")) as temporary:
+                torch.save(self.args, temporary)  # written above with the limit switched off
+            rotate_checkpoints_keeping(run_dir, limit, keep={self.resumed_from, self.state.best_model_checkpoint})
+
+    # --- guards ---------------------------------------------------------------------------------
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        """Trainer's step, except that a non-finite loss (on any rank) leaves without a backward pass."""
+        guard = self.nonfinite_guard
+        if guard.window_poisoned:
+            # An earlier micro-batch of this accumulation window was non-finite: its whole update is skipped.
+            return torch.tensor(float("nan"), device=self.args.device)
+        self._guarding_step = True
+        try:
+            # Random draws keyed by the micro-batch's samples (exact resume, layout-independent); attention kernels.
+            with self._attention_context(), self._step_rngs(inputs):
+                return super().training_step(model, inputs, num_items_in_batch)
+        except SkipUpdate as skip:
+            guard.window_poisoned = True
+            if not self.is_deepspeed_enabled:  # DeepSpeed keeps gradients in its engine (see docs/monitoring.md)
+                model.zero_grad(set_to_none=True)  # drop gradients of earlier micro-batches of this window
+            return skip.loss.to(self.args.device)
+        finally:
+            self._guarding_step = False
+
+    def _checked(self, loss: torch.Tensor) -> torch.Tensor:
+        """In a training step, stop before backward when the loss is NaN/inf on any rank."""
+        if self._guarding_step and self.nonfinite_guard.should_skip(loss):
+            raise SkipUpdate(loss.detach())
+        return loss
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if isinstance(resume_from_checkpoint, str):
+            self.resumed_from = resume_from_checkpoint  # rotation never deletes it
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        guard = self.nonfinite_guard
+        if guard.tripped_at is not None:
+            self.save_state()  # trainer_state.json with the loss history, for `hf-easyanimate report`
+            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise NonFiniteLossError(guard.message(last))
+        return output
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.nonfinite_guard.total and "loss" in logs:
+            logs["nonfinite_skipped_steps"] = self.nonfinite_guard.total
+        super().log(logs, start_time)
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Trainer's evaluate with every random draw seeded by ``--seed``; the training RNG stream is restored."""
+        with seeded(self.args.seed + self.args.process_index):
+            return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Loss averaged over ``--eval_timesteps`` fixed timesteps, so it depends on the weights only."""
+        inputs = self._prepare_inputs(inputs)
+        grid = self.objective.index_grid(self.args.eval_timesteps, device=self.args.device)
+        losses = []
+        encoders, self.encoders = self.encoders, EncodeOnce(self.encoders)  # one VAE pass per batch, not per t
+        try:
+            with torch.no_grad():
+                for index in grid:
+                    with pinned_index(self.objective, index), self.compute_loss_context_manager():
+                        losses.append(self.compute_loss(model, inputs).detach().float())
+        finally:
+            self.encoders = encoders
+        return torch.stack(losses).mean(), None, None
+
     # --- objective ------------------------------------------------------------------------------
     def inpaint_latents(self, inputs: dict, latents: torch.Tensor) -> torch.Tensor | None:
         """Mask + masked-video latents for InP models; all zeros (text-to-video) when the batch has no mask."""
@@ -327,5 +457,5 @@ class EasyAnimateTrainer(Trainer):
             inpaint_latents=inpaint_latents,
             return_dict=False,
         )[0]
-        loss = self.objective.loss(pred, batch)
+        loss = self._checked(self.objective.loss(pred, batch))
         return (loss, pred) if return_outputs else loss

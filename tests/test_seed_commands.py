@@ -8,9 +8,7 @@ and a short budget (docs/distributed.md lists them):
 * ``--max_train_steps 2`` (the brief: two steps, not 100 epochs);
 * ``--use_cpu true``: ``--mixed_precision bf16`` is refused by Trainer on a machine without a GPU otherwise;
 * DeepSpeed lines: ``accelerate launch --num_processes 2`` (accelerate counts GPUs, i.e. 0, by default) and a
-  free ``--main_process_port`` (tests may run beside other jobs);
-* ``--report_to none`` until issue 8's TensorBoard callback for diffusers models is merged (the stock one
-  crashes on diffusers' FrozenDict config).
+  free ``--main_process_port`` (tests may run beside other jobs).
 
 V5.1 and V5 must train and save a LoRA; V4/V3/V2 architectures are not in diffusers and must end with the
 clear unsupported-architecture message.
@@ -18,7 +16,6 @@ clear unsupported-architecture message.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -87,23 +84,13 @@ SEED_ZERO2 = {
 }
 CPU_ADDITIONS = ["--max_train_steps", "2", "--use_cpu", "true"]
 
-HAS_INPAINT = importlib.util.find_spec("hf_easyanimate.inpaint") is not None
-HAS_V5 = importlib.util.find_spec("hf_easyanimate.objectives.ddpm") is not None
-HAS_UNSUPPORTED_ERROR = hasattr(importlib.import_module("hf_easyanimate.models.loading"), "UnsupportedModelError")
-HAS_DIFFUSERS_TENSORBOARD = importlib.util.find_spec("hf_easyanimate.callbacks") is not None
-NEEDS_INPAINT = "needs issue 4: --train_mode inpaint training (hf_easyanimate.inpaint) on the tiny InP model"
-NEEDS_V5 = "needs issue 4: the V5 tiny model (make_tiny_model(version='v5')), V5 loading and the ddpm objective"
-NEEDS_UNSUPPORTED = "needs issue 4: UnsupportedModelError ('not available in diffusers') for V4/V3/V2 checkpoints"
-
-
 def seed_argv(name: str, model: str, meta: str) -> tuple[list[str], list[str]]:
     """(launcher flags, script flags) of a seed line with the paths replaced, as the shell would split them."""
     launcher, script = SEED_COMMANDS[name]
     values = {"MODEL_NAME": model, "DATASET_NAME": os.path.dirname(meta) + "/", "DATASET_META_NAME": meta}
     for key, value in values.items():
         script = script.replace(f"${key}", value)
-    extra = [] if HAS_DIFFUSERS_TENSORBOARD else ["--report_to", "none"]
-    return shlex.split(launcher), shlex.split(script) + CPU_ADDITIONS + extra
+    return shlex.split(launcher), shlex.split(script) + CPU_ADDITIONS
 
 
 def free_port() -> int:
@@ -139,7 +126,6 @@ def check_trained(result: subprocess.CompletedProcess, workdir: str) -> None:
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(not HAS_INPAINT, reason=NEEDS_INPAINT)
 @pytest.mark.parametrize("name", ["v5.1", "v5.1-deepspeed"])
 def test_v51_seed_command_trains_a_lora(name, tiny_inpaint_model_dir, demo_data, seed_workdir):
     launcher, script = seed_argv(name, tiny_inpaint_model_dir, demo_data)
@@ -147,7 +133,6 @@ def test_v51_seed_command_trains_a_lora(name, tiny_inpaint_model_dir, demo_data,
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(not (HAS_V5 and HAS_INPAINT), reason=NEEDS_V5)
 @pytest.mark.parametrize("name", ["v5", "v5-deepspeed"])
 def test_v5_seed_command_trains_a_lora(name, request, demo_data, seed_workdir):
     model = request.getfixturevalue("tiny_v5_inpaint_model_dir")
@@ -156,7 +141,6 @@ def test_v5_seed_command_trains_a_lora(name, request, demo_data, seed_workdir):
 
 
 @pytest.mark.distributed
-@pytest.mark.skipif(not HAS_UNSUPPORTED_ERROR, reason=NEEDS_UNSUPPORTED)
 def test_v4_deepspeed_seed_command_ends_with_the_unsupported_message(tiny_inpaint_model_dir, demo_data, seed_workdir):
     launcher, script = seed_argv("v4-deepspeed", tiny_inpaint_model_dir, demo_data)
     result = accelerate_launch(seed_workdir, launcher, script)
@@ -165,7 +149,6 @@ def test_v4_deepspeed_seed_command_ends_with_the_unsupported_message(tiny_inpain
     assert "Traceback" not in result.stderr.split("not available in diffusers")[0][-2000:]
 
 
-@pytest.mark.skipif(not HAS_UNSUPPORTED_ERROR, reason=NEEDS_UNSUPPORTED)
 @pytest.mark.parametrize("name", ["v4", "v3", "v2"])
 def test_pre_v5_seed_commands_end_with_the_unsupported_message(name, tiny_inpaint_model_dir, demo_data, tmp_path,
                                                                monkeypatch, capsys):

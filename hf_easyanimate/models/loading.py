@@ -273,7 +273,7 @@ def load_transformer(
     if not files or not has_original_layout(files):
         return EasyAnimateTransformer3DModel.from_pretrained(
             path, subfolder="transformer", torch_dtype=torch_dtype, variant=variant, revision=revision,
-            cache_dir=cache_dir,
+            cache_dir=cache_dir, use_safetensors=True,
         )
     from accelerate import init_empty_weights
 
@@ -358,6 +358,9 @@ def load_components(
 
     ``config_path`` is the original EasyAnimate YAML, if given: it identifies pre-V5 models (refused with
     :class:`UnsupportedModelError`) and supplies ``enable_text_attention_mask`` for V5's encoders.
+    Weights load from safetensors only (``use_safetensors=True``: a repo with only pickle ``.bin`` weights is
+    refused, never unpickled), and classes come from the diffusers/transformers libraries by the names in
+    ``model_index.json``: no code from the repo runs (``trust_remote_code`` is never passed).
     """
     path = pretrained_model_name_or_path
     ensure_supported_architecture(path, config_path)
@@ -367,17 +370,17 @@ def load_components(
     try:
         transformer = load_transformer(path, torch_dtype=weight_dtype, variant=variant, **common)
         vae = AutoencoderKLMagvit.from_pretrained(
-            path, subfolder="vae", torch_dtype=weight_dtype, variant=variant, **common
+            path, subfolder="vae", torch_dtype=weight_dtype, variant=variant, use_safetensors=True, **common
         )
         text_encoder = _component_class(model_index, "text_encoder").from_pretrained(
-            path, subfolder="text_encoder", dtype=weight_dtype, **common
+            path, subfolder="text_encoder", dtype=weight_dtype, use_safetensors=True, **common
         )
         tokenizer = _component_class(model_index, "tokenizer").from_pretrained(path, subfolder="tokenizer", **common)
         scheduler = _component_class(model_index, "scheduler").from_pretrained(path, subfolder="scheduler", **common)
         text_encoder_2 = tokenizer_2 = None
         if model_index.get("text_encoder_2") and model_index["text_encoder_2"][1]:
             text_encoder_2 = _component_class(model_index, "text_encoder_2").from_pretrained(
-                path, subfolder="text_encoder_2", dtype=weight_dtype, **common
+                path, subfolder="text_encoder_2", dtype=weight_dtype, use_safetensors=True, **common
             )
             tokenizer_2 = _component_class(model_index, "tokenizer_2").from_pretrained(
                 path, subfolder="tokenizer_2", **common
@@ -385,7 +388,13 @@ def load_components(
     except ModelLoadError:
         raise
     except Exception as error:
-        raise ModelLoadError(f"cannot load {path}: {error}") from error
+        hint = (
+            " (weights are loaded from .safetensors files only; pickle .bin weights are refused: convert them "
+            "with safetensors or use a repo that ships safetensors)"
+            if "safetensors" in str(error)
+            else ""
+        )
+        raise ModelLoadError(f"cannot load {path}: {error}{hint}") from error
 
     if transformer_path:
         _load_state_dict_over(transformer, transformer_path, "transformer")

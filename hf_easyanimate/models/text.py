@@ -35,6 +35,9 @@ class PromptEncoder:
         return [self.text_encoder]
 
     def _chat(self, prompt: str) -> str:
+        # A lone surrogate (an emoji split by a scraper, "\ud83d") makes the Rust tokenizer raise a TypeError;
+        # replace it instead of failing the step. Valid text is unchanged.
+        prompt = prompt.encode("utf-8", "replace").decode("utf-8")
         message = {"role": "user", "content": [{"type": "text", "text": prompt}]}
         return self.tokenizer.apply_chat_template([message], tokenize=False, add_generation_prompt=True)
 

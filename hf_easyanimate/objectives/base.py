@@ -27,6 +27,13 @@ class NoisedBatch:
     index: torch.Tensor
 
 
+def grid_indices(count: int, total: int) -> torch.Tensor:
+    """Centres of ``count`` equal bins over ``range(total)``: e.g. 4 of 1000 -> 125, 375, 625, 875."""
+    if not 0 < count <= total:
+        raise ValueError(f"need 0 < count <= {total}, got {count}")
+    return ((torch.arange(count, dtype=torch.float64) + 0.5) * total / count).long()
+
+
 @dataclass
 class Objective(ABC):
     """Diffusion objective: draw noise and timesteps, noise the latents, state the target, score a prediction.
@@ -43,6 +50,11 @@ class Objective(ABC):
         self, batch_size: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Positions on the training grid, one per sample."""
+
+    @property
+    @abstractmethod
+    def grid_size(self) -> int:
+        """Number of positions on the training grid, the range :meth:`sample_index` draws from."""
 
     @abstractmethod
     def model_timesteps(self, index: torch.Tensor) -> torch.Tensor:
@@ -65,10 +77,15 @@ class Objective(ABC):
         """Gaussian noise shaped like ``latents`` with the configured offset / frame sharing applied."""
         return sample_training_noise(latents, self.noise_options, generator)
 
+    def index_grid(self, count: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``count`` positions spread evenly over the training grid (bin centres), for a deterministic eval loss."""
+        return grid_indices(count, self.grid_size).to(device)
+
     def prepare(
         self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator | None = None
     ) -> NoisedBatch:
-        """Draw timesteps and build the model input and target for one batch.
+        """Draw timesteps (always through :meth:`sample_index`, which evaluation pins) and build the model input
+        and target for one batch.
 
         With ``input_perturbation`` the model input is built from perturbed noise while the target keeps
         the clean noise (the diffusers training-example recipe).

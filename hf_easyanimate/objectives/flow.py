@@ -46,6 +46,10 @@ class FlowMatchingObjective(Objective):
         )
         return (u * self.num_train_timesteps).long().clamp_(0, len(self._timesteps) - 1).to(device)
 
+    @property
+    def grid_size(self) -> int:
+        return len(self._timesteps)
+
     def model_timesteps(self, index):
         return self._timesteps.to(index.device)[index]
 

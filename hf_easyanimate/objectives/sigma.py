@@ -158,6 +158,10 @@ class LearnedSigmaObjective(Objective):
     def sample_index(self, batch_size, device="cpu", generator=None):
         return self.sampler(batch_size, device=device, generator=generator)
 
+    @property
+    def grid_size(self) -> int:
+        return self.sampler.num_steps
+
     def model_timesteps(self, index):
         return self.diffusion.timestep_map.to(index.device)[index]
 
