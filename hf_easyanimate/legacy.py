@@ -119,9 +119,11 @@ TRANSFORMER_CONFIG_KEYS = (
     "after_norm",
     "time_position_encoding_type",
     "resize_inpaint_mask_directly",
-    "enable_text_attention_mask",
     "add_noise_in_inpaint_model",
 )
+# YAML keys that are applied as given: enable_text_attention_mask decides whether V5's BERT/T5 prompt
+# encoders run with attention masks (models/loading.py reads it).
+APPLIED_KEYS = ("transformer_additional_kwargs.enable_text_attention_mask",)
 # Original class names -> the diffusers class that implements them (None: no diffusers implementation).
 ORIGINAL_TRANSFORMER_TYPES = {
     "EasyAnimateTransformer3DModel": "EasyAnimateTransformer3DModel",
@@ -180,8 +182,9 @@ def read_model_config(
     """Compare the original YAML with a diffusers checkpoint's configs; raise if they name another architecture.
 
     What applies: the transformer / VAE class (must match), the text-encoder layout (V5.1 single Qwen2-VL vs
-    V5 BERT + T5, must match ``model_index.json``), CLIP-in-inpaint (diffusers has no CLIP branch), and the
-    transformer options diffusers keeps in ``config.json`` (compared; the checkpoint wins). Everything else
+    V5 BERT + T5, must match ``model_index.json``), CLIP-in-inpaint (diffusers has no CLIP branch),
+    ``enable_text_attention_mask`` (used by the prompt encoders), and the transformer options diffusers keeps
+    in ``config.json`` (compared; the checkpoint wins). Everything else
     (MagVIT slicing/caching, mini-batch sizes, control-model switches) is built into diffusers' classes.
     """
     import yaml
@@ -234,6 +237,9 @@ def read_model_config(
         else:
             checked["transformer_additional_kwargs.enable_clip_in_inpaint"] = clip
 
+    for name in APPLIED_KEYS:
+        if name in flat:
+            checked[name] = flat[name]
     for key in TRANSFORMER_CONFIG_KEYS:
         name = f"transformer_additional_kwargs.{key}"
         if name in flat:
