@@ -37,12 +37,15 @@ class LegacyFlag:
 
 
 def _mixed_precision(value: Any) -> dict[str, Any]:
-    """`bf16` -> `--bf16`, `fp16` -> `--fp16`, `no` -> full precision"""
+    """`bf16` -> `--bf16` (and not fp16), `fp16` -> `--fp16` (and not bf16), `no` -> neither.
+
+    Both twins are set so that ``--mixed_precision no --bf16 true`` is a conflict, not a silent choice.
+    """
     value = str(value).lower()
     if value in ("no", "none", "fp32", ""):
-        return {}
+        return {"bf16": False, "fp16": False}
     if value in ("bf16", "fp16"):
-        return {value: True}
+        return {"bf16": value == "bf16", "fp16": value == "fp16"}
     raise ValueError(f"--mixed_precision={value!r}: must be one of 'no', 'fp16', 'bf16'")
 
 
@@ -54,6 +57,18 @@ def _use_8bit_adam(value: Any) -> dict[str, Any]:
 def _allow_tf32(value: Any) -> dict[str, Any]:
     """`--tf32 true`"""
     return {"tf32": True} if _truthy(value) else {}
+
+
+def same_cli_value(value: Any, tokens: list[str]) -> bool:
+    """Whether command-line ``tokens`` (``--flag`` -> [], ``--flag false`` -> ['false']) say ``value``."""
+    if isinstance(value, bool):
+        if not tokens:
+            return value
+        return len(tokens) == 1 and tokens[0].strip().lower() in _BOOL_WORDS and _truthy(tokens[0]) == value
+    return tokens == [str(value)]
+
+
+_BOOL_WORDS = ("1", "0", "true", "false", "yes", "no", "y", "n", "on", "off")
 
 
 def _truthy(value: Any) -> bool:
