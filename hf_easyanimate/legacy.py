@@ -37,10 +37,8 @@ class LegacyFlag:
 
 
 def _mixed_precision(value: Any) -> dict[str, Any]:
-    """`bf16` -> `--bf16` (and not fp16), `fp16` -> `--fp16` (and not bf16), `no` -> neither.
-
-    Both twins are set so that ``--mixed_precision no --bf16 true`` is a conflict, not a silent choice.
-    """
+    """`bf16` -> `--bf16 true --fp16 false`, `fp16` -> `--fp16 true --bf16 false`, `no` -> both false"""
+    # Both twins are set so that `--mixed_precision no --bf16 true` is a conflict, not a silent choice.
     value = str(value).lower()
     if value in ("no", "none", "fp32", ""):
         return {"bf16": False, "fp16": False}
