@@ -6,12 +6,14 @@ from (seed, epoch); accelerate hands batch i to rank i % world_size. So 2 ranks 
 every random draw is keyed by the samples (hf_easyanimate.reproducibility), identical noise and timesteps.
 The gradients then differ only by summation order: DDP (gloo all-reduce of two fp32 gradients) matches
 bit-for-bit here, DeepSpeed (flat fp32 partitions, its own Adam step) within 1e-4 on the weights.
+The ZeRO-2 run is also resumed from its checkpoint-2 on 2 ranks and must end on the same weights.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -26,8 +28,8 @@ from hf_easyanimate.train import run
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 ZERO2 = os.path.join(RECIPES, "deepspeed", "zero2.json")
 STEPS = 3
-COMMON = [
-    "--per_device_train_batch_size", "1", "--max_steps", str(STEPS), "--save_steps", str(STEPS),
+COMMON = [  # checkpoint-2 (resumed from below) and checkpoint-3, the end of training
+    "--per_device_train_batch_size", "1", "--max_steps", str(STEPS), "--save_steps", "2",
     "--logging_steps", "1", "--gradient_checkpointing", "true", "--report_model_info", "true",
 ]
 DDP_WEIGHT_ATOL = 1e-6
@@ -111,3 +113,12 @@ def test_deepspeed_zero2_matches_single_process(single_process_reference, tiny_m
     assert len([n for n in os.listdir(global_step) if "optim_states" in n]) == 2
     assert step_losses(out, STEPS) == pytest.approx(step_losses(single_process_reference, STEPS), rel=LOSS_RTOL)
     assert max_difference(adapter(out), adapter(single_process_reference)) <= DEEPSPEED_WEIGHT_ATOL
+
+    # Resuming the 2-rank ZeRO-2 run from checkpoint-2 (optimizer partitions, RNG per rank) ends exactly there.
+    resumed = tmp_path / "zero2-resumed"
+    shutil.copytree(os.path.join(out, "checkpoint-2"), resumed / "checkpoint-2")
+    result = launch(2, DEMO, *COMMON, "--deepspeed", ZERO2, "--resume_from_checkpoint", "latest",
+                    *demo_overrides(tiny_model_dir, demo_data, str(resumed)))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert step_losses(str(resumed), STEPS)[-1] == step_losses(out, STEPS)[-1]
+    assert max_difference(adapter(str(resumed)), adapter(out)) <= 1e-6
