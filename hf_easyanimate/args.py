@@ -540,6 +540,17 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             "`--deepspeed recipes/deepspeed/zero2.json`",
             self.use_deepspeed,
         )
+        launcher_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+        if launcher_precision in ("bf16", "fp16"):
+            # As the original: `accelerate launch --mixed_precision bf16` means bf16 even without the script flag.
+            other = "fp16" if launcher_precision == "bf16" else "bf16"
+            _require(
+                not getattr(self, other),
+                other,
+                f"contradicts `accelerate launch --mixed_precision {launcher_precision}`; keep one precision",
+                True,
+            )
+            setattr(self, launcher_precision, True)
         if distributed.needs_cpu_process_group() and not self.deepspeed and not self.use_cpu:
             logger.warning(
                 "%d processes were launched but no GPU is available: training with CPU DDP over gloo (--use_cpu).",

@@ -73,6 +73,14 @@ def test_zero2_recipe_is_the_seed_config_with_trainer_autos():
     assert recipe["bf16"]["enabled"] == "auto"
 
 
+def test_launcher_mixed_precision_is_adopted_and_a_contradiction_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch --mixed_precision bf16` sets
+    _, _, args = args_for(tmp_path, "--use_cpu", "true")
+    assert args.bf16 and not args.fp16
+    with pytest.raises(ArgumentValidationError, match="--fp16=True: contradicts `accelerate launch --mixed_precision bf16`"):
+        args_for(tmp_path, "--use_cpu", "true", "--fp16", "true")
+
+
 # --- optimizer flags -------------------------------------------------------------------------------
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed here")
