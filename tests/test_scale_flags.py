@@ -81,6 +81,21 @@ def test_launcher_mixed_precision_is_adopted_and_a_contradiction_fails(tmp_path,
         args_for(tmp_path, "--use_cpu", "true", "--fp16", "true")
 
 
+@pytest.mark.parametrize("name", ["multi_gpu.yaml", "multi_node.yaml", "deepspeed_zero2.yaml"])
+def test_accelerate_configs_load_and_point_at_our_recipes(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(os.path.join(RECIPES, "accelerate", name))
+    assert config.num_processes == 8 * config.num_machines and config.main_training_function == "main"
+    if name == "deepspeed_zero2.yaml":
+        assert str(config.distributed_type).endswith("DEEPSPEED")
+        # Relative to the repo root, where the README's commands run; the same file the *_deepspeed recipes name.
+        assert config.deepspeed_config["deepspeed_config_file"] == "recipes/deepspeed/zero2.json"
+        assert os.path.isfile(os.path.join(RECIPES, "..", config.deepspeed_config["deepspeed_config_file"]))
+    else:
+        assert str(config.distributed_type).endswith("MULTI_GPU") and config.mixed_precision == "bf16"
+
+
 # --- optimizer flags -------------------------------------------------------------------------------
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed here")

@@ -24,6 +24,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import REPO_ROOT
 
 from hf_easyanimate.train import main
@@ -116,20 +117,28 @@ def accelerate_launch(workdir: str, launcher: list[str], script: list[str]) -> s
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
 
 
-def check_trained(result: subprocess.CompletedProcess, workdir: str) -> None:
+def check_trained(result: subprocess.CompletedProcess, workdir: str, deepspeed: bool) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     out = os.path.join(workdir, "output_dir")
     assert os.path.isfile(os.path.join(out, "adapter_model.safetensors"))
     state = json.load(open(os.path.join(out, "checkpoint-2", "trainer_state.json")))
     assert state["global_step"] == 2 and len([e for e in state["log_history"] if "loss" in e]) == 2
     assert state["train_batch_size"] == 1  # --train_batch_size=1 reached Trainer
+    # The seed's flags acted: they are what the run trained with.
+    args = torch.load(os.path.join(out, "training_args.bin"), weights_only=False)
+    assert (args.bf16, args.low_vram, args.vae_mini_batch, args.save_steps) == (True, True, 1, 100)
+    assert (args.weight_decay, args.adam_epsilon, args.max_grad_norm) == (5e-3, 1e-10, 0.05)
+    assert args.dataloader_num_workers == 8 and args.seed == 42
+    assert bool(args.deepspeed) == deepspeed == args.use_deepspeed
+    if deepspeed:
+        assert args.deepspeed == "config/zero_stage2_config.json"  # the launcher's file, adopted
 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("name", ["v5.1", "v5.1-deepspeed"])
 def test_v51_seed_command_trains_a_lora(name, tiny_inpaint_model_dir, demo_data, seed_workdir):
     launcher, script = seed_argv(name, tiny_inpaint_model_dir, demo_data)
-    check_trained(accelerate_launch(seed_workdir, launcher, script), seed_workdir)
+    check_trained(accelerate_launch(seed_workdir, launcher, script), seed_workdir, name.endswith("deepspeed"))
 
 
 @pytest.mark.distributed
@@ -137,7 +146,7 @@ def test_v51_seed_command_trains_a_lora(name, tiny_inpaint_model_dir, demo_data,
 def test_v5_seed_command_trains_a_lora(name, request, demo_data, seed_workdir):
     model = request.getfixturevalue("tiny_v5_inpaint_model_dir")
     launcher, script = seed_argv(name, model, demo_data)
-    check_trained(accelerate_launch(seed_workdir, launcher, script), seed_workdir)
+    check_trained(accelerate_launch(seed_workdir, launcher, script), seed_workdir, name.endswith("deepspeed"))
 
 
 @pytest.mark.distributed
