@@ -462,7 +462,14 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             "many in a row stop training with an error, leaving the checkpoints written so far intact."
         },
     )
-    report_model_info: bool = field(default=False, metadata={"help": "Log parameter counts at start."})
+    report_model_info: bool = field(
+        default=False,
+        metadata={
+            "help": "At train begin, log (and write output_dir/model_info.json, all ranks) what the DDP/DeepSpeed "
+            "engine wraps and optimises: LoRA tensors only, frozen VAE/text encoders outside it, gradient "
+            "checkpointing on. Per-step gradient norms are logged as `grad_norm` anyway."
+        },
+    )
 
     def __post_init__(self) -> None:
         self._configure_launch()
