@@ -52,6 +52,11 @@ def _use_8bit_adam(value: Any) -> dict[str, Any]:
     return {"optim": "adamw_bnb_8bit"} if _truthy(value) else {}
 
 
+def _not_sigma_loss(value: Any) -> dict[str, Any]:
+    """`--loss_type ddpm` (the V5-era spelling, before --loss_type existed)"""
+    return {"loss_type": "ddpm"} if _truthy(value) else {}
+
+
 def _allow_tf32(value: Any) -> dict[str, Any]:
     """`--tf32 true`"""
     return {"tf32": True} if _truthy(value) else {}
@@ -89,6 +94,10 @@ LEGACY_FLAGS: dict[str, LegacyFlag] = {
     "allow_tf32": LegacyFlag(None, _allow_tf32),
     "deepspeed_config_file": LegacyFlag("deepspeed"),
     "validation_batch_size": LegacyFlag("per_device_eval_batch_size"),
+    "not_sigma_loss": LegacyFlag(None, _not_sigma_loss),
+    "non_ema_revision": LegacyFlag(
+        None, note="--non_ema_revision has no effect (the original only printed a deprecation warning for it)."
+    ),
     "logging_dir": LegacyFlag(
         None, note="--logging_dir is ignored: TensorBoard logs go to <output_dir>/runs (Trainer's layout)."
     ),

@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 from hf_easyanimate.args import ArgumentValidationError
 from hf_easyanimate.clipping import linear_decay, original_clip_norm
 from hf_easyanimate.distributed import ZERO2_CONFIG
-from hf_easyanimate.legacy import ModelConfigMismatch, read_model_config, report_model_config
+from hf_easyanimate.legacy import LegacyFlagConflict, ModelConfigMismatch, read_model_config, report_model_config
 from hf_easyanimate.memory import attention_context_factory, memory_efficient_sdpa_backends
 from hf_easyanimate.models.encoders import FrozenEncoders
 from hf_easyanimate.models.vae import encode_pixels
@@ -94,6 +94,13 @@ def test_accelerate_configs_load_and_point_at_our_recipes(name):
         assert os.path.isfile(os.path.join(RECIPES, "..", config.deepspeed_config["deepspeed_config_file"]))
     else:
         assert str(config.distributed_type).endswith("MULTI_GPU") and config.mixed_precision == "bf16"
+
+
+def test_v5_era_flags_parse(tmp_path):
+    _, _, args = args_for(tmp_path, "--not_sigma_loss", "--non_ema_revision", "main")
+    assert args.loss_type == "ddpm"
+    with pytest.raises(LegacyFlagConflict, match="--not_sigma_loss and --loss_type"):
+        args_for(tmp_path, "--not_sigma_loss", "--loss_type", "flow")
 
 
 # --- optimizer flags -------------------------------------------------------------------------------
