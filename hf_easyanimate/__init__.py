@@ -43,6 +43,15 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "save_peft_adapter": "hf_easyanimate.models.lora_files",
     "LoraWeights": "hf_easyanimate.models.lora_format",
     "LoraFormatError": "hf_easyanimate.models.lora_format",
+    # scale-out, resume, the original dialect
+    "ZERO2_CONFIG": "hf_easyanimate.distributed",
+    "describe_engine": "hf_easyanimate.distributed",
+    "SampleKey": "hf_easyanimate.reproducibility",
+    "resolve_resume": "hf_easyanimate.resume",
+    "CheckpointNotFound": "hf_easyanimate.resume",
+    "original_clip_norm": "hf_easyanimate.clipping",
+    "read_model_config": "hf_easyanimate.legacy",
+    "ModelConfigMismatch": "hf_easyanimate.legacy",
     # monitoring and guards
     "ValidationCallback": "hf_easyanimate.callbacks",
     "ValidationSampler": "hf_easyanimate.callbacks",

@@ -8,11 +8,15 @@ translates the original spelling. Defaults that differ from ``Trainer``'s are re
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from transformers import TrainingArguments
+
+from . import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -362,17 +366,36 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     use_came: bool = field(default=False, metadata={"help": "Use the CAME optimizer (needs `came_pytorch`)."})
     use_ema: bool = field(default=False, metadata={"help": "Accepted for compatibility; EMA of a LoRA is not used."})
     abnormal_norm_clip_start: int = field(
-        default=1000, metadata={"help": "Step after which abnormally large gradient norms are clipped harder."}
+        default=1000,
+        metadata={
+            "help": "The original's adaptive clipping (not with DeepSpeed): the clip norm decays linearly from "
+            "initial_grad_norm_ratio x max_grad_norm to max_grad_norm over this many steps; after it, a step whose "
+            "norm exceeds 5x the limit is clipped to limit / min(norm / limit, 10). A negative value turns both off "
+            "(plain Trainer clipping at max_grad_norm)."
+        },
     )
     initial_grad_norm_ratio: int = field(
-        default=5, metadata={"help": "An abnormal gradient norm is this many times the running norm."}
+        default=5, metadata={"help": "Clip norm at step 0, as a multiple of max_grad_norm (see abnormal_norm_clip_start)."}
     )
     low_vram: bool = field(
         default=False,
         metadata={"help": "Keep the VAE and text encoder on CPU; move them to the accelerator only to encode."},
     )
     enable_xformers_memory_efficient_attention: bool = field(
-        default=False, metadata={"help": "Use the most memory-efficient attention available (PyTorch SDPA)."}
+        default=False,
+        metadata={
+            "help": "Memory-efficient attention. diffusers' EasyAnimate attention runs on PyTorch SDPA (xformers' "
+            "processor does not implement it), so on CUDA SDPA is restricted to its flash / memory-efficient / cuDNN "
+            "kernels for the whole step; elsewhere a warning says no such kernel exists and default SDPA is used."
+        },
+    )
+    use_deepspeed: bool = field(
+        default=False,
+        metadata={
+            "help": "Original flag: say that this run uses DeepSpeed. DeepSpeed itself is switched on by "
+            "`accelerate launch --use_deepspeed --deepspeed_config_file F` or by --deepspeed F (alias "
+            "--deepspeed_config_file); --use_deepspeed without either is an error rather than a silent DDP run."
+        },
     )
     multi_stream: bool = field(default=False, metadata={"help": "Accepted for compatibility; has no effect."})
 
@@ -439,9 +462,17 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             "many in a row stop training with an error, leaving the checkpoints written so far intact."
         },
     )
-    report_model_info: bool = field(default=False, metadata={"help": "Log parameter counts at start."})
+    report_model_info: bool = field(
+        default=False,
+        metadata={
+            "help": "At train begin, log (and write output_dir/model_info.json, all ranks) what the DDP/DeepSpeed "
+            "engine wraps and optimises: LoRA tensors only, frozen VAE/text encoders outside it, gradient "
+            "checkpointing on. Per-step gradient norms are logged as `grad_norm` anyway."
+        },
+    )
 
     def __post_init__(self) -> None:
+        self._configure_launch()
         _require(self.loss_type in LOSS_TYPES, "loss_type", f"must be one of {LOSS_TYPES}", self.loss_type)
         _require(
             self.weighting_scheme in WEIGHTING_SCHEMES,
@@ -490,7 +521,107 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             )
         if self.motion_sub_loss and self.loss_type == "sigma":
             logger.warning("--motion_sub_loss has no effect with --loss_type sigma, as in the original trainer.")
+        self._check_optimizer_available()
         super().__post_init__()
+        if self.scale_lr:
+            self._scale_learning_rate()
+
+    # --- launch / device set-up -----------------------------------------------------------------
+    def _configure_launch(self) -> None:
+        """Adopt the launcher's DeepSpeed config, refuse --use_deepspeed without one, and pick CPU DDP when needed."""
+        launcher_config = distributed.launcher_deepspeed_config()
+        if launcher_config and self.deepspeed and isinstance(self.deepspeed, str):
+            if not distributed.same_file(launcher_config, self.deepspeed):
+                raise ArgumentValidationError(
+                    f"--deepspeed={self.deepspeed!r} and accelerate launch --deepspeed_config_file={launcher_config!r} "
+                    "name different DeepSpeed configs; keep one of them."
+                )
+        if launcher_config and not self.deepspeed:
+            # Trainer then fills the "auto" values from these arguments, exactly as with --deepspeed.
+            self.deepspeed = launcher_config
+        _require(
+            not self.use_deepspeed or distributed.deepspeed_configured(self.deepspeed),
+            "use_deepspeed",
+            "DeepSpeed is not configured for this run. Launch with `accelerate launch --use_deepspeed "
+            "--deepspeed_config_file recipes/deepspeed/zero2.json -m hf_easyanimate.train ...`, or add "
+            "`--deepspeed recipes/deepspeed/zero2.json`",
+            self.use_deepspeed,
+        )
+        launcher_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+        if launcher_precision in ("bf16", "fp16"):
+            # As the original: `accelerate launch --mixed_precision bf16` means bf16 even without the script flag.
+            other = "fp16" if launcher_precision == "bf16" else "bf16"
+            _require(
+                not getattr(self, other),
+                other,
+                f"contradicts `accelerate launch --mixed_precision {launcher_precision}`; keep one precision",
+                True,
+            )
+            setattr(self, launcher_precision, True)
+        if distributed.needs_cpu_process_group() and not self.deepspeed and not self.use_cpu:
+            logger.warning(
+                "%d processes were launched but no GPU is available: training with CPU DDP over gloo (--use_cpu).",
+                distributed.launched_world_size(),
+            )
+            self.use_cpu = True
+
+    @cached_property
+    def _setup_devices(self):
+        """Trainer's device set-up, except that DeepSpeed on a GPU-less machine gets a gloo process group.
+
+        ``TrainingArguments`` passes no backend to accelerate when DeepSpeed is on, and without one accelerate
+        counts a single process. Going through the non-DeepSpeed branch with ``ddp_backend=gloo`` and
+        ``ACCELERATE_USE_DEEPSPEED`` set makes accelerate start DeepSpeed's communication on gloo with the
+        real world size; the DeepSpeed config is still applied by ``__post_init__`` afterwards.
+        """
+        if not (self.deepspeed and distributed.needs_cpu_process_group()):
+            return TrainingArguments._setup_devices.func(self)
+        saved = (self.deepspeed, self.use_cpu, self.ddp_backend, os.environ.get("ACCELERATE_USE_DEEPSPEED"))
+        self.deepspeed, self.use_cpu, self.ddp_backend = None, False, self.ddp_backend or "gloo"
+        os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+        try:
+            return TrainingArguments._setup_devices.func(self)
+        finally:
+            self.deepspeed, self.use_cpu, self.ddp_backend = saved[0], saved[1], saved[2]
+            if saved[3] is None:
+                os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
+            else:
+                os.environ["ACCELERATE_USE_DEEPSPEED"] = saved[3]
+
+    # --- optimizer ----------------------------------------------------------------------------
+    def _check_optimizer_available(self) -> None:
+        optim = str(getattr(self.optim, "value", self.optim))
+        if "bnb" in optim or "8bit" in optim:
+            _require(
+                importlib.util.find_spec("bitsandbytes") is not None,
+                "optim",
+                "8-bit Adam (--use_8bit_adam) needs bitsandbytes: `pip install bitsandbytes` "
+                "(or `pip install hf_easyanimate[lowmem]`), or drop the flag",
+                optim,
+            )
+        if self.use_came:
+            _require(
+                importlib.util.find_spec("came_pytorch") is not None,
+                "use_came",
+                "the CAME optimizer needs came_pytorch: `pip install came-pytorch` (or hf_easyanimate[came])",
+                self.use_came,
+            )
+            _require(
+                "bnb" not in optim and "8bit" not in optim,
+                "use_came",
+                "cannot be combined with --use_8bit_adam; pick one optimizer",
+                self.use_came,
+            )
+
+    def _scale_learning_rate(self) -> None:
+        """--scale_lr as the original: lr x gradient_accumulation_steps x per-device batch x processes."""
+        factor = self.gradient_accumulation_steps * self.per_device_train_batch_size * self.world_size
+        logger.warning(
+            "--scale_lr: learning rate %g x %d (accumulation %d x batch %d x processes %d) = %g",
+            self.learning_rate, factor, self.gradient_accumulation_steps, self.per_device_train_batch_size,
+            self.world_size, self.learning_rate * factor,
+        )
+        self.learning_rate *= factor
 
     def _check_numbers(self) -> None:
         """Ranges of every numeric flag, checked before anything is built (the message names the rule)."""
@@ -501,8 +632,9 @@ class EasyAnimateTrainingArguments(TrainingArguments):
         for key in positive:
             value = getattr(self, key)
             _require(value > 0, key, "must be positive", value)
+        # abnormal_norm_clip_start may be negative: that switches the original's adaptive clipping off.
         non_negative = ("weight_decay", "warmup_steps", "max_grad_norm", "noise_offset", "input_perturbation",
-                        "abnormal_norm_clip_start", "validation_guidance_scale", "dataloader_num_workers")
+                        "validation_guidance_scale", "dataloader_num_workers")
         for key in non_negative:
             value = getattr(self, key)
             _require(value >= 0, key, "must be >= 0", value)

@@ -73,7 +73,12 @@ def render() -> str:
         "## Training, objective, memory, run (`EasyAnimateTrainingArguments`)\n\n"
         "Only the flags we add or whose default we change; every other `TrainingArguments` flag keeps its "
         "Trainer meaning and default.\n\n" + table_head + "\n" + "\n".join(_rows(EasyAnimateTrainingArguments, True)),
-        "## Original flag names with a Trainer twin\n\n| original flag | becomes | note |\n|---|---|---|\n"
+        "## Original flag names with a Trainer twin\n\n"
+        "Launcher flags of the seed commands (`accelerate launch --mixed_precision`, `--use_deepspeed "
+        "--deepspeed_config_file F`, `--deepspeed_multinode_launcher`) belong to accelerate and act as usual; a "
+        "launcher DeepSpeed config is adopted as `--deepspeed F`. How these flags behave under torchrun, "
+        "accelerate and DeepSpeed, and on machines without a GPU: [distributed.md](distributed.md).\n\n"
+        "| original flag | becomes | note |\n|---|---|---|\n"
         + "\n".join(_legacy_rows()),
     ]
     return "\n\n".join(sections) + "\n"

@@ -8,6 +8,7 @@ function over ``{key: value}`` dicts so the CLI and recipe YAML share one transl
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,12 +37,13 @@ class LegacyFlag:
 
 
 def _mixed_precision(value: Any) -> dict[str, Any]:
-    """`bf16` -> `--bf16`, `fp16` -> `--fp16`, `no` -> full precision"""
+    """`bf16` -> `--bf16 true --fp16 false`, `fp16` -> `--fp16 true --bf16 false`, `no` -> both false"""
+    # Both twins are set so that `--mixed_precision no --bf16 true` is a conflict, not a silent choice.
     value = str(value).lower()
     if value in ("no", "none", "fp32", ""):
-        return {}
+        return {"bf16": False, "fp16": False}
     if value in ("bf16", "fp16"):
-        return {value: True}
+        return {"bf16": value == "bf16", "fp16": value == "fp16"}
     raise ValueError(f"--mixed_precision={value!r}: must be one of 'no', 'fp16', 'bf16'")
 
 
@@ -50,9 +52,26 @@ def _use_8bit_adam(value: Any) -> dict[str, Any]:
     return {"optim": "adamw_bnb_8bit"} if _truthy(value) else {}
 
 
+def _not_sigma_loss(value: Any) -> dict[str, Any]:
+    """`--loss_type ddpm` (the V5-era spelling, before --loss_type existed)"""
+    return {"loss_type": "ddpm"} if _truthy(value) else {}
+
+
 def _allow_tf32(value: Any) -> dict[str, Any]:
     """`--tf32 true`"""
     return {"tf32": True} if _truthy(value) else {}
+
+
+def same_cli_value(value: Any, tokens: list[str]) -> bool:
+    """Whether command-line ``tokens`` (``--flag`` -> [], ``--flag false`` -> ['false']) say ``value``."""
+    if isinstance(value, bool):
+        if not tokens:
+            return value
+        return len(tokens) == 1 and tokens[0].strip().lower() in _BOOL_WORDS and _truthy(tokens[0]) == value
+    return tokens == [str(value)]
+
+
+_BOOL_WORDS = ("1", "0", "true", "false", "yes", "no", "y", "n", "on", "off")
 
 
 def _truthy(value: Any) -> bool:
@@ -75,12 +94,12 @@ LEGACY_FLAGS: dict[str, LegacyFlag] = {
     "allow_tf32": LegacyFlag(None, _allow_tf32),
     "deepspeed_config_file": LegacyFlag("deepspeed"),
     "validation_batch_size": LegacyFlag("per_device_eval_batch_size"),
+    "not_sigma_loss": LegacyFlag(None, _not_sigma_loss),
+    "non_ema_revision": LegacyFlag(
+        None, note="--non_ema_revision has no effect (the original only printed a deprecation warning for it)."
+    ),
     "logging_dir": LegacyFlag(
         None, note="--logging_dir is ignored: TensorBoard logs go to <output_dir>/runs (Trainer's layout)."
-    ),
-    "use_deepspeed": LegacyFlag(
-        None,
-        note="--use_deepspeed: DeepSpeed is enabled by `accelerate launch --use_deepspeed` or --deepspeed CONFIG.json.",
     ),
 }
 
@@ -108,3 +127,166 @@ def translate_legacy(values: dict[str, Any], explicit_keys: set[str] | None = No
                 )
             translated[new_key] = new_value
     return translated
+
+
+# --- --config_path: the original model YAML --------------------------------------------------------
+
+class ModelConfigMismatch(ValueError):
+    """``--config_path`` describes another architecture than the checkpoint being trained."""
+
+
+# YAML keys that diffusers stores in the transformer's own config.json under the same name: the checkpoint
+# is authoritative, the YAML value is compared with it.
+TRANSFORMER_CONFIG_KEYS = (
+    "after_norm",
+    "time_position_encoding_type",
+    "resize_inpaint_mask_directly",
+    "add_noise_in_inpaint_model",
+)
+# YAML keys that are applied as given: enable_text_attention_mask decides whether V5's BERT/T5 prompt
+# encoders run with attention masks (models/loading.py reads it).
+APPLIED_KEYS = ("transformer_additional_kwargs.enable_text_attention_mask",)
+# Original class names -> the diffusers class that implements them (None: no diffusers implementation).
+ORIGINAL_TRANSFORMER_TYPES = {
+    "EasyAnimateTransformer3DModel": "EasyAnimateTransformer3DModel",
+    "HunyuanTransformer3DModel": None,
+    "Transformer3DModel": None,
+}
+
+
+@dataclass
+class ModelConfigReading:
+    """What ``--config_path`` contributed: keys that were checked against the checkpoint, and the rest."""
+
+    path: str
+    found: bool
+    checked: dict[str, Any]
+    mismatched: dict[str, tuple[Any, Any]]
+    not_applicable: list[str]
+
+    def report(self) -> str | None:
+        """One warning naming what was not used (None when everything applied)."""
+        if not self.found:
+            return (
+                f"--config_path {self.path}: file not found; the checkpoint's own configs are used "
+                "(diffusers-layout repos carry their architecture in transformer/config.json and vae/config.json)."
+            )
+        parts = []
+        if self.not_applicable:
+            parts.append(
+                "does not apply to a diffusers-layout checkpoint and is ignored: " + ", ".join(self.not_applicable)
+            )
+        if self.mismatched:
+            parts.append(
+                "disagrees with the checkpoint, which wins: "
+                + ", ".join(f"{key}={yaml!r} (checkpoint {ckpt!r})" for key, (yaml, ckpt) in self.mismatched.items())
+            )
+        return f"--config_path {self.path}: " + "; ".join(parts) if parts else None
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_model_config(
+    config_path: str,
+    transformer_config: dict[str, Any],
+    vae_config: dict[str, Any],
+    model_index: dict[str, Any],
+) -> ModelConfigReading:
+    """Compare the original YAML with a diffusers checkpoint's configs; raise if they name another architecture.
+
+    What applies: the transformer / VAE class (must match), the text-encoder layout (V5.1 single Qwen2-VL vs
+    V5 BERT + T5, must match ``model_index.json``), CLIP-in-inpaint (diffusers has no CLIP branch),
+    ``enable_text_attention_mask`` (used by the prompt encoders), and the transformer options diffusers keeps
+    in ``config.json`` (compared; the checkpoint wins). Everything else
+    (MagVIT slicing/caching, mini-batch sizes, control-model switches) is built into diffusers' classes.
+    """
+    import yaml
+
+    if not os.path.isfile(config_path):
+        return ModelConfigReading(config_path, False, {}, {}, [])
+    with open(config_path, encoding="utf-8") as handle:
+        tree = yaml.safe_load(handle) or {}
+    if not isinstance(tree, dict):
+        raise ModelConfigMismatch(f"--config_path {config_path}: expected a YAML mapping, got {type(tree).__name__}")
+    flat = _flatten(tree)
+    checked: dict[str, Any] = {}
+    mismatched: dict[str, tuple[Any, Any]] = {}
+    not_applicable: list[str] = []
+
+    transformer_type = flat.get("transformer_additional_kwargs.transformer_type")
+    checkpoint_class = transformer_config.get("_class_name")
+    if transformer_type is not None:
+        if ORIGINAL_TRANSFORMER_TYPES.get(transformer_type, transformer_type) != checkpoint_class:
+            raise ModelConfigMismatch(
+                f"--config_path {config_path} describes a {transformer_type} transformer but the checkpoint's is "
+                f"{checkpoint_class}; pass the YAML of the model you train (or drop --config_path)."
+            )
+        checked["transformer_additional_kwargs.transformer_type"] = transformer_type
+    vae_type = flat.get("vae_kwargs.vae_type")
+    if vae_type is not None:
+        if vae_type != vae_config.get("_class_name"):
+            raise ModelConfigMismatch(
+                f"--config_path {config_path} describes a {vae_type} VAE but the checkpoint's is "
+                f"{vae_config.get('_class_name')}."
+            )
+        checked["vae_kwargs.vae_type"] = vae_type
+
+    multi = flat.get("text_encoder_kwargs.enable_multi_text_encoder")
+    if multi is not None:
+        has_second = bool((model_index.get("text_encoder_2") or [None, None])[1])
+        if bool(multi) != has_second:
+            raise ModelConfigMismatch(
+                f"--config_path {config_path} has enable_multi_text_encoder={multi} but the checkpoint has "
+                f"{'two text encoders' if has_second else 'one text encoder'} (V5 uses BERT + T5, V5.1 Qwen2-VL)."
+            )
+        checked["text_encoder_kwargs.enable_multi_text_encoder"] = multi
+    if "text_encoder_kwargs.replace_t5_to_llm" in flat:
+        checked["text_encoder_kwargs.replace_t5_to_llm"] = flat["text_encoder_kwargs.replace_t5_to_llm"]
+
+    clip = flat.get("transformer_additional_kwargs.enable_clip_in_inpaint")
+    if clip is not None:
+        if clip:
+            mismatched["transformer_additional_kwargs.enable_clip_in_inpaint"] = (clip, False)
+        else:
+            checked["transformer_additional_kwargs.enable_clip_in_inpaint"] = clip
+
+    for name in APPLIED_KEYS:
+        if name in flat:
+            checked[name] = flat[name]
+    for key in TRANSFORMER_CONFIG_KEYS:
+        name = f"transformer_additional_kwargs.{key}"
+        if name in flat:
+            if key in transformer_config and transformer_config[key] != flat[name]:
+                mismatched[name] = (flat[name], transformer_config[key])
+            else:
+                checked[name] = flat[name]
+    not_applicable = sorted(key for key in flat if key not in checked and key not in mismatched)
+    return ModelConfigReading(config_path, True, checked, mismatched, not_applicable)
+
+
+def report_model_config(
+    config_path: str | None, model_path: str, revision: str | None = None, cache_dir: str | None = None
+) -> ModelConfigReading | None:
+    """Read ``--config_path`` against the checkpoint's configs and warn once about what did not apply."""
+    if not config_path:
+        return None
+    from diffusers import AutoencoderKLMagvit, DiffusionPipeline, EasyAnimateTransformer3DModel
+
+    common = {"revision": revision, "cache_dir": cache_dir}
+    transformer_config = dict(EasyAnimateTransformer3DModel.load_config(model_path, subfolder="transformer", **common))
+    vae_config = dict(AutoencoderKLMagvit.load_config(model_path, subfolder="vae", **common))
+    model_index = dict(DiffusionPipeline.load_config(model_path, **common))
+    reading = read_model_config(config_path, transformer_config, vae_config, model_index)
+    message = reading.report()
+    if message:
+        logger.warning(message)
+    return reading

@@ -23,7 +23,7 @@ from .args import (
     ModelArguments,
     check_combination,
 )
-from .legacy import LEGACY_FLAGS, LegacyFlagConflict, translate_legacy
+from .legacy import LEGACY_FLAGS, LegacyFlagConflict, same_cli_value, translate_legacy
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, EasyAnimateTrainingArguments)
 
@@ -108,7 +108,7 @@ def _translate_cli(argv: list[str], valid: set[str]) -> list[str]:
         for new_key, new_value in translate_legacy({key: value}, explicit_keys=set()).items():
             if new_key in explicit:
                 other = next(v for k, v in pairs if k == new_key)
-                if [str(new_value)] != other and not (new_value is True and other in ([], ["true"], ["True"])):
+                if not same_cli_value(new_value, other):
                     raise LegacyFlagConflict(
                         f"--{key} and --{new_key} are the same setting under two names and disagree; keep one."
                     )

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 import torch
 import transformers
+from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .callbacks import ValidationCallback, ValidationSampler, ValidationSettings
 from .data import BucketBatchSampler, EasyAnimateCollator, EasyAnimateDataset, FrameSampling, bucket_key, load_metadata
 from .data.masks import InpaintMaskGenerator
+from .distributed import EngineReport
 from .guards import CheckpointSaveError, NonFiniteLossError
 from .inpaint import InpaintConditioner
+from .legacy import ModelConfigMismatch, report_model_config
 from .models.encoders import FrozenEncoders
 from .models.loading import (
     EasyAnimateComponents,
@@ -37,6 +38,7 @@ from .objectives import (
     Objective,
 )
 from .parser import RecipeError, parse_args
+from .resume import CheckpointNotFound, resolve_resume
 from .trainer import EasyAnimateTrainer
 
 logger = logging.getLogger("hf_easyanimate")
@@ -142,6 +144,15 @@ def build_training_data(
     return dataset, sampler, collator
 
 
+def optimizer_override(args: EasyAnimateTrainingArguments) -> tuple[type, dict] | None:
+    """--use_came: the original's CAME settings (betas 0.9/0.999/0.9999, eps 1e-30/1e-16); else Trainer's --optim."""
+    if not args.use_came:
+        return None
+    from came_pytorch import CAME
+
+    return CAME, {"lr": args.learning_rate, "betas": (0.9, 0.999, 0.9999), "eps": (1e-30, 1e-16)}
+
+
 def build_lora_model(transformer: torch.nn.Module, model_args: ModelArguments, args: EasyAnimateTrainingArguments):
     """The peft-wrapped transformer. Seeded first, so the LoRA's initial weights are a function of --seed
     (Trainer seeds only later, when it is constructed)."""
@@ -214,17 +225,6 @@ def build_validation(
     return ValidationCallback(sampler, args.validation_steps, args.validation_epochs, tensorboard=tensorboard)
 
 
-def resolve_resume(args: EasyAnimateTrainingArguments) -> str | bool | None:
-    """``--resume_from_checkpoint latest`` (the original's spelling) picks the newest checkpoint-N."""
-    value = args.resume_from_checkpoint
-    if value != "latest":
-        return value
-    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
-    if last is None:
-        logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting fresh", args.output_dir)
-    return last
-
-
 def setup_logging(args: EasyAnimateTrainingArguments) -> None:
     level = args.get_process_log_level()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
@@ -232,11 +232,17 @@ def setup_logging(args: EasyAnimateTrainingArguments) -> None:
     transformers.utils.logging.set_verbosity(level)
 
 
-def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateTrainingArguments) -> EasyAnimateTrainer:
+def run(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    args: EasyAnimateTrainingArguments,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> EasyAnimateTrainer:
     """Build everything from parsed arguments, train, save the LoRA; returns the trainer."""
     setup_logging(args)
     if not model_args.pretrained_model_name_or_path:
         raise RecipeError("--pretrained_model_name_or_path is required")
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     dtype = weight_dtype(args)
     check_training_setup(
         model_args.pretrained_model_name_or_path,
@@ -245,6 +251,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         config_path=model_args.config_path,
         revision=model_args.revision,
         cache_dir=model_args.cache_dir,
+    )
+    report_model_config(
+        model_args.config_path, model_args.pretrained_model_name_or_path, model_args.revision, model_args.cache_dir
     )
     components = load_components(
         model_args.pretrained_model_name_or_path,
@@ -287,11 +296,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateT
         eval_batch_sampler=eval_sampler,
         model_args=model_args,
         data_args=data_args,
+        callbacks=list(callbacks),
+        optimizer_cls_and_kwargs=optimizer_override(args),
     )
     validation = build_validation(args, data_args, components, trainer)
     if validation is not None:
         trainer.add_callback(validation)
-    trainer.train(resume_from_checkpoint=resolve_resume(args))
+    if args.report_model_info:
+        trainer.add_callback(EngineReport(trainer))
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     trainer.save_state()  # trainer_state.json beside the adapter: the loss history `hf-easyanimate report` plots
     return trainer
@@ -305,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         run(model_args, data_args, training_args)
-    except LoraTargetError as error:  # raised after loading the model, before the first step
+    except (CheckpointNotFound, ModelConfigMismatch, LoraTargetError) as error:
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
     except (ModelLoadError, NonFiniteLossError, CheckpointSaveError) as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from functools import partial
@@ -22,13 +23,24 @@ from transformers.utils.hub import PushInProgress
 from . import hub
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .callbacks import use_diffusers_tensorboard
+from .clipping import original_clip_norm
 from .evaluation import EncodeOnce, pinned_index, seeded
 from .guards import CheckpointSaveError, NonFiniteLossError, NonFiniteLossGuard, SkipUpdate
 from .inpaint import InpaintConditioner, empty_inpaint_latents
+from .memory import attention_context_factory
 from .models.encoders import FrozenEncoders
 from .models.lora_files import EASYANIMATE_LORA_NAME, atomic_copy, atomic_path, save_easyanimate_lora, save_peft_model
 from .models.lora_format import from_peft
 from .objectives import Objective
+from .reproducibility import (
+    SAMPLE_KEYS,
+    ReplayableBatchSampler,
+    ReplayableCollator,
+    ReplayableDataset,
+    seeded_rngs,
+    step_seed,
+)
+from .resume import rotate_checkpoints_keeping
 
 
 def _hf_api():
@@ -82,20 +94,51 @@ class EasyAnimateTrainer(Trainer):
             args.activation_checkpointing = args.gradient_checkpointing = False
         super().__init__(model=model, args=args, **kwargs)
         # Trainer seeds every rank alike; like the original (seed + process_index), give each rank its own
-        # noise/timestep stream. Trainer saves and restores per-rank RNG states, so resuming stays exact.
+        # stream. Inside training steps the draws are keyed by the samples instead (reproducibility.py), which
+        # keeps ranks apart too and makes resume exact.
         torch.manual_seed(args.seed + args.process_index)
+        self.resumed_from: str | None = None
+        self._attention_context = attention_context_factory(
+            args.enable_xformers_memory_efficient_attention, args.device
+        )
         use_diffusers_tensorboard(self)
         self.add_callback(self.nonfinite_guard)
+
+    # --- life cycle -----------------------------------------------------------------------------
+    def _step_rngs(self, inputs: dict) -> contextlib.AbstractContextManager:
+        keys = inputs.get(SAMPLE_KEYS)
+        if keys is None:
+            return contextlib.nullcontext()
+        return seeded_rngs(step_seed(self.args.seed, keys.tolist()), device=self.args.device)
+
+    def _clip_grad_norm(self, model):
+        """Clip as the original trainer: a decaying clip norm and harder clipping of abnormal steps.
+
+        DeepSpeed clips inside its engine (``gradient_clipping`` in the config), so it keeps Trainer's path.
+        """
+        args = self.args
+        if self.is_deepspeed_enabled or args.abnormal_norm_clip_start < 0:
+            return super()._clip_grad_norm(model)
+        total = self.accelerator.clip_grad_norm_(model.parameters(), float("inf"))  # unscales fp16 grads too
+        limit = original_clip_norm(
+            float(total), self.state.global_step, args.max_grad_norm, args.abnormal_norm_clip_start,
+            args.initial_grad_norm_ratio,
+        )
+        parameters = [p for p in model.parameters() if p.grad is not None]
+        torch.nn.utils.clip_grads_with_norm_(parameters, limit, total)
+        return total
 
     # --- data -----------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
         if self.train_batch_sampler is None:
             return super().get_train_dataloader()
         args = self.args
+        # Keyed by (epoch, index): data order, per-sample and per-batch randomness replay exactly on resume.
+        batch_sampler = ReplayableBatchSampler(self.train_batch_sampler)
         loader = DataLoader(
-            self.train_dataset,
-            batch_sampler=self.train_batch_sampler,
-            collate_fn=self.data_collator,
+            ReplayableDataset(self.train_dataset, args.seed, batch_sampler),
+            batch_sampler=batch_sampler,
+            collate_fn=ReplayableCollator(self.data_collator, args.seed),
             num_workers=args.dataloader_num_workers,
             pin_memory=args.dataloader_pin_memory and torch.cuda.is_available(),
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
@@ -278,10 +321,15 @@ class EasyAnimateTrainer(Trainer):
     def _save_checkpoint(self, model, trial) -> None:
         """Trainer's checkpoint, but a failed write (disk full, ...) removes the partial ``checkpoint-N``.
 
-        Rotation of old checkpoints happens only after a complete save, so the previous checkpoint survives.
+        Rotation of old checkpoints happens only after a complete save, so the previous checkpoint survives;
+        and it never deletes the checkpoint this run resumed from.
         """
         run_dir = self._get_output_dir(trial=trial)
         folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        limit = self.args.save_total_limit
+        protect = bool(limit) and self.resumed_from is not None
+        if protect:
+            self.args.save_total_limit = None  # Trainer's own rotation off for this call; ours below
         try:
             super()._save_checkpoint(model, trial)
         except Exception as error:
@@ -294,6 +342,13 @@ class EasyAnimateTrainer(Trainer):
                    if last else "no earlier checkpoint exists")
                 + ". Free disk space or choose another --output_dir."
             ) from error
+        finally:
+            if protect:
+                self.args.save_total_limit = limit
+        if protect and self.args.should_save:
+            with atomic_path(os.path.join(folder, "training_args.bin")) as temporary:
+                torch.save(self.args, temporary)  # written above with the limit switched off
+            rotate_checkpoints_keeping(run_dir, limit, keep={self.resumed_from, self.state.best_model_checkpoint})
 
     # --- guards ---------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
@@ -304,7 +359,9 @@ class EasyAnimateTrainer(Trainer):
             return torch.tensor(float("nan"), device=self.args.device)
         self._guarding_step = True
         try:
-            return super().training_step(model, inputs, num_items_in_batch)
+            # Random draws keyed by the micro-batch's samples (exact resume, layout-independent); attention kernels.
+            with self._attention_context(), self._step_rngs(inputs):
+                return super().training_step(model, inputs, num_items_in_batch)
         except SkipUpdate as skip:
             guard.window_poisoned = True
             if not self.is_deepspeed_enabled:  # DeepSpeed keeps gradients in its engine (see docs/monitoring.md)
@@ -319,8 +376,10 @@ class EasyAnimateTrainer(Trainer):
             raise SkipUpdate(loss.detach())
         return loss
 
-    def train(self, *args, **kwargs):
-        output = super().train(*args, **kwargs)
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if isinstance(resume_from_checkpoint, str):
+            self.resumed_from = resume_from_checkpoint  # rotation never deletes it
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         guard = self.nonfinite_guard
         if guard.tripped_at is not None:
             self.save_state()  # trainer_state.json with the loss history, for `hf-easyanimate report`
@@ -364,12 +423,33 @@ class EasyAnimateTrainer(Trainer):
         encode = partial(self.encoders.encode_pixels, sample=False)
         return self.inpaint(inputs["pixel_values"], inputs["mask"], latents, encode)
 
+    def forward_transformer(self, model, **inputs):
+        """Call the (wrapped) transformer; under DeepSpeed bf16/fp16, in the engine's dtype.
+
+        Trainer runs DDP/single-process steps under autocast, but a DeepSpeed engine holds its weights in
+        bf16/fp16 and does not autocast: floating inputs are cast to that dtype (the timestep stays float32,
+        its sinusoidal embedding is computed before diffusers casts it) and outputs come back as float32.
+        """
+        dtype = None
+        if self.is_deepspeed_enabled:
+            dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+        if dtype is None:
+            return model(**inputs)
+        cast = {
+            key: value.to(dtype) if torch.is_tensor(value) and value.is_floating_point() and key != "timestep"
+            else value
+            for key, value in inputs.items()
+        }
+        output = model(**cast)
+        return tuple(o.float() if torch.is_tensor(o) and o.is_floating_point() else o for o in output)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         latents = self.encoders.encode_pixels(inputs["pixel_values"]).float()
         prompt = self.encoders.encode_prompts(inputs["text"])
         inpaint_latents = self.inpaint_latents(inputs, latents)
         batch = self.objective.prepare(latents, self.objective.sample_noise(latents))
-        pred = model(
+        pred = self.forward_transformer(
+            model,
             hidden_states=batch.noisy_latents,
             timestep=batch.timesteps,
             encoder_hidden_states=prompt["encoder_hidden_states"],

@@ -1,0 +1,93 @@
+"""Which checkpoint a run resumes from, and checkpoint rotation that never deletes it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
+
+logger = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.json"
+
+
+class CheckpointNotFound(ValueError):
+    """``--resume_from_checkpoint`` names nothing usable; the message says what was looked at."""
+
+
+def is_complete(checkpoint: str) -> bool:
+    """Trainer writes ``trainer_state.json`` after the weights, optimizer and RNG state: its presence means done."""
+    return os.path.isfile(os.path.join(checkpoint, TRAINER_STATE))
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    """The complete ``checkpoint-N`` with the largest N in ``output_dir`` (a half-written one is skipped)."""
+    if not os.path.isdir(output_dir):
+        return None
+    found = []
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
+        path = os.path.join(output_dir, name)
+        if match and os.path.isdir(path):
+            if is_complete(path):
+                found.append((int(match.group(1)), path))
+            else:
+                logger.warning("%s is incomplete (no %s); not resuming from it", path, TRAINER_STATE)
+    return max(found)[1] if found else None
+
+
+def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
+    """``latest``/``True`` -> newest complete checkpoint (None, with a warning, if there is none); a path -> itself.
+
+    Like the original, a path that does not exist is also looked up by its base name inside ``output_dir``
+    (``--resume_from_checkpoint checkpoint-500``).
+    """
+    if value in (None, False, "", "none", "None"):
+        return None
+    if value is True or str(value).lower() in ("latest", "true"):
+        last = latest_checkpoint(output_dir)
+        if last is None:
+            logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting fresh", output_dir)
+        return last
+    path = str(value)
+    candidates = [path, os.path.join(output_dir, os.path.basename(os.path.normpath(path)))]
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            if not is_complete(candidate):
+                raise CheckpointNotFound(
+                    f"--resume_from_checkpoint {candidate}: the checkpoint is incomplete (no {TRAINER_STATE}; the run "
+                    "probably died while writing it). Resume from an earlier one or use `latest`."
+                )
+            return candidate
+    raise CheckpointNotFound(
+        f"--resume_from_checkpoint {path}: no such checkpoint (looked at {' and '.join(dict.fromkeys(candidates))})"
+    )
+
+
+def rotate_checkpoints_keeping(output_dir: str, save_total_limit: int | None, keep: set[str]) -> list[str]:
+    """Trainer's rotation (oldest first, newest always kept) that also never deletes the paths in ``keep``.
+
+    Returns the deleted checkpoints. A protected checkpoint counts toward the limit, as Trainer counts its best
+    checkpoint: with limit 2 after resuming from checkpoint-100, the folder keeps checkpoint-100 and the newest one.
+    """
+    if not save_total_limit or save_total_limit <= 0:
+        return []
+    checkpoints = sort_checkpoints(output_dir, use_mtime=True)
+    if len(checkpoints) <= save_total_limit:
+        return []
+    protected = {os.path.realpath(checkpoints[-1])} | {os.path.realpath(path) for path in keep if path}
+    deleted = []
+    remaining = len(checkpoints)
+    for checkpoint in checkpoints:
+        if remaining <= max(save_total_limit, len(protected)):
+            break
+        if os.path.realpath(checkpoint) in protected:
+            continue
+        logger.info("Deleting older checkpoint %s (save_total_limit=%d)", checkpoint, save_total_limit)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        deleted.append(checkpoint)
+        remaining -= 1
+    return deleted
