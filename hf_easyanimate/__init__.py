@@ -26,6 +26,17 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Objective": "hf_easyanimate.objectives",
     "InpaintConditioner": "hf_easyanimate.inpaint",
     "InpaintMaskGenerator": "hf_easyanimate.data.masks",
+    # data
+    "EasyAnimateDataset": "hf_easyanimate.data",
+    "EasyAnimateCollator": "hf_easyanimate.data",
+    "BucketBatchSampler": "hf_easyanimate.data",
+    "BatchPlan": "hf_easyanimate.data",
+    "PlanConfig": "hf_easyanimate.data",
+    "build_train_data": "hf_easyanimate.data",
+    "load_metadata": "hf_easyanimate.data",
+    "MetadataError": "hf_easyanimate.data",
+    "DataValidationError": "hf_easyanimate.data",
+    "DataProblemsCallback": "hf_easyanimate.data",
     # models
     "DualPromptEncoder": "hf_easyanimate.models.text",
     "PromptEncoder": "hf_easyanimate.models.text",

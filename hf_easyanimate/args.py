@@ -141,7 +141,7 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    """Where the clips are and how they are sampled, bucketed and sized."""
+    """Where the clips are and how they are sampled, bucketed and sized (docs/data.md)."""
 
     train_data_dir: str | None = field(
         default=None, metadata={"help": "Folder that relative `file_path` entries of the metadata resolve against."}
@@ -149,12 +149,13 @@ class DataArguments:
     train_data_meta: str | None = field(
         default=None,
         metadata={
-            "help": "Metadata: EasyAnimate JSON list, JSONL, CSV, a saved `datasets` folder or a Hub dataset id. "
-            "Rows hold `file_path`, `text`, `type` ('video' | 'image')."
+            "help": "Metadata: EasyAnimate JSON list, JSONL, CSV/TSV, Parquet, a `datasets` save_to_disk folder or "
+            "a Hub dataset id. Rows hold `file_path`, `text`, `type` ('video' | 'image'; guessed from the file "
+            "extension when absent) and optionally `width`, `height`, `num_frames` (or `duration` and `fps`)."
         },
     )
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Truncate the metadata to this many rows (debugging, quick runs)."}
+        default=None, metadata={"help": "Use only the first N metadata rows (debugging, quick runs)."}
     )
     eval_data_meta: str | None = field(
         default=None,
@@ -168,10 +169,13 @@ class DataArguments:
     )
     image_sample_size: int = field(
         default=512,
-        metadata={"help": "Image side length (the largest size trained); floored to a multiple of 16 at parse time."},
+        metadata={
+            "help": "Image side: buckets are the 512-scale aspect-ratio table scaled to it; floored to a multiple of "
+            "16 at parse time."
+        },
     )
     video_sample_size: int = field(
-        default=512, metadata={"help": "Video side length; floored to a multiple of 16 at parse time."}
+        default=512, metadata={"help": "Video side: buckets scaled to it; floored to a multiple of 16 at parse time."}
     )
     token_sample_size: int = field(
         default=512,
@@ -184,38 +188,65 @@ class DataArguments:
     video_sample_n_frames: int = field(
         default=17,
         metadata={
-            "help": "Frames per training clip; for V5-family models put on the VAE's 4n + 1 grid at parse time "
-            "(50 -> 49), as the original trainer does per batch."
+            "help": "Frames per training clip (fewer for short clips); for V5-family models put on the VAE's 4n + 1 "
+            "grid at parse time (50 -> 49), as the original trainer does per batch."
         },
     )
     video_repeat: int = field(
-        default=0, metadata={"help": "Repeat every video row N extra times in the index (upweights videos)."}
+        default=0,
+        metadata={
+            "help": "Each video row appears N times in the index (upweights videos against images), as in the "
+            "original; 0 keeps videos once (the original dropped all videos at 0)."
+        },
     )
     image_repeat_in_forward: int = field(
         default=0, metadata={"help": "Accepted for compatibility with the original trainer; has no effect."}
     )
     enable_bucket: bool = field(
         default=False,
-        metadata={"help": "Group samples by aspect ratio and train on whole frames instead of centre crops."},
+        metadata={
+            "help": "Group samples by aspect ratio (40 buckets, h/w 0.25-4.0) and train on whole frames; without it "
+            "every clip is centre-cropped to a video_sample_size (image_sample_size) square."
+        },
     )
     random_ratio_crop: bool = field(
-        default=False, metadata={"help": "With --enable_bucket: crop to a randomly drawn aspect ratio."}
+        default=False,
+        metadata={"help": "With --enable_bucket: crop each batch to a randomly drawn aspect ratio (15 ratios)."},
     )
     random_frame_crop: bool = field(
-        default=False, metadata={"help": "Randomly shorten clips to simulate videos of different lengths."}
+        default=False,
+        metadata={
+            "help": "Randomly shorten each video batch to 5, 9, ... frames (the full length with p=0.9) to "
+            "simulate clips of different lengths."
+        },
     )
     random_hw_adapt: bool = field(
         default=False,
-        metadata={"help": "Draw a per-batch side length between min(video_sample_size, 512) and image_sample_size."},
+        metadata={
+            "help": "With --enable_bucket: train each batch at a random smaller side (images from image_sample_size "
+            "down to video_sample_size; videos by their size class, or by the token budget with "
+            "--training_with_video_token_length)."
+        },
     )
     training_with_video_token_length: bool = field(
         default=False,
-        metadata={"help": "Trade resolution for frames at a fixed token budget (see --token_sample_size)."},
+        metadata={
+            "help": "Trade resolution for frames at a fixed token budget: with --random_hw_adapt a video batch picks "
+            "a side in video_sample_size..image_sample_size (steps of 128) and the frames that fit the budget; "
+            "batches far below the budget are repeated x2 or x4."
+        },
     )
     keep_all_node_same_token_length: bool = field(
-        default=False, metadata={"help": "All ranks draw the same size/frames per step (uses the shared seed)."}
+        default=False,
+        metadata={
+            "help": "Every rank draws the same per-step numbers (one token budget per step, frames cut to fit "
+            "it), so ranks spend similar time per step."
+        },
     )
-    random_flip: bool = field(default=False, metadata={"help": "Random horizontal flip."})
+    random_flip: bool = field(
+        default=False,
+        metadata={"help": "Flip each sample horizontally with probability 0.5 (parsed but unused in the original)."},
+    )
     enable_text_encoder_in_dataloader: bool = field(
         default=False, metadata={"help": "Accepted for compatibility; prompts are always encoded in the trainer."}
     )
@@ -230,7 +261,21 @@ class DataArguments:
     )
     strict_data: bool = field(
         default=False,
-        metadata={"help": "Fail before step 1 on any broken sample instead of skipping and reporting it."},
+        metadata={
+            "help": "Open every file before training and fail before step 1, naming each bad row (missing, empty, "
+            "corrupt or too-short video, unreadable image, bad text/type/file_path). Default: skip bad samples "
+            "(replaced from the same bucket), count them and report them by name at the end."
+        },
+    )
+    data_check_workers: int = field(
+        default=8, metadata={"help": "Threads that open files when sizes are probed or --strict_data checks them."}
+    )
+    data_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Cache for JSON-list metadata converted to JSON Lines and, when the metadata folder is not "
+            "writable, for probed sizes (default: the `datasets` cache, ~/.cache/huggingface/datasets/hf_easyanimate)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -238,7 +283,7 @@ class DataArguments:
             value = getattr(self, key)
             _require(value >= SIZE_GRID, key, f"must be at least {SIZE_GRID} pixels", value)
             _adjust(self, key, value // SIZE_GRID * SIZE_GRID, f"is not a multiple of {SIZE_GRID} pixels")
-        for key in ("token_sample_size", "video_sample_stride"):
+        for key in ("token_sample_size", "video_sample_stride", "data_check_workers"):
             value = getattr(self, key)
             _require(value > 0, key, "must be a positive integer", value)
         _require(self.video_sample_n_frames > 0, "video_sample_n_frames", "must be a positive number of frames",
@@ -258,6 +303,14 @@ class DataArguments:
             value = getattr(self, key)
             if value is not None:
                 _require(value > 0, key, "must be positive", value)
+        for flag in ("random_hw_adapt", "random_ratio_crop"):
+            if getattr(self, flag) and not self.enable_bucket:
+                logger.warning("--%s only acts with --enable_bucket (as in the original); ignored.", flag)
+        if self.training_with_video_token_length and not (self.enable_bucket and self.random_hw_adapt):
+            logger.warning(
+                "--training_with_video_token_length picks sizes and frames only with --enable_bucket and "
+                "--random_hw_adapt (as in the original); here it only repeats batches far below the token budget."
+            )
 
 
 @dataclass

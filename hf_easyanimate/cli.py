@@ -156,11 +156,25 @@ def _report(argv: list[str]) -> int:
     return 0
 
 
+def _validate_data(argv: list[str]) -> int:
+    from .data.commands import validate_data_main
+
+    return validate_data_main(argv)
+
+
+def _buckets(argv: list[str]) -> int:
+    from .data.commands import buckets_main
+
+    return buckets_main(argv)
+
+
 COMMANDS = {
     "train": (_train, "train a LoRA: hf-easyanimate train RECIPE.yaml [--flag value ...]"),
     "make-tiny-model": (_make_tiny_model, "write a tiny random EasyAnimate repo"),
     "make-demo-data": (_make_demo_data, "write a synthetic clip set with metadata.json"),
     "export-lora": (_export_lora, "convert a LoRA: hf-easyanimate export-lora IN --to easyanimate|peft OUT"),
+    "validate-data": (_validate_data, "check every row and file of a dataset: validate-data --train_data_meta M"),
+    "buckets": (_buckets, "the bucket plan a run would use: hf-easyanimate buckets RECIPE.yaml [--json]"),
     "sample": (_sample, "render a clip with a LoRA: hf-easyanimate sample --model M --lora L --prompt P --out x.mp4"),
     "report": (_report, "plot the loss curves and collect validation samples of a run: hf-easyanimate report OUT_DIR"),
 }

@@ -122,10 +122,8 @@ def _check_unknown(keys: Sequence[str], valid: set[str], where: str) -> None:
             raise RecipeError(f"unknown key `{key}` in {where}{_suggest(key, valid | set(LEGACY_FLAGS))}")
 
 
-def parse_args(
-    argv: Sequence[str] | None = None,
-) -> tuple[ModelArguments, DataArguments, EasyAnimateTrainingArguments]:
-    """Parse ``[RECIPE.yaml | --config RECIPE.yaml] [--flag value ...]`` into the three dataclasses."""
+def _prepared_parser(argv: Sequence[str] | None) -> tuple[HfArgumentParser, list[str]]:
+    """The parser with the recipe's values as defaults, and the command line with original names translated."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     valid = known_keys(parser)
@@ -147,6 +145,14 @@ def parse_args(
     for action in parser._actions:
         if action.dest in recipe and action.required:
             action.required = False
+    return parser, cli
+
+
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, EasyAnimateTrainingArguments]:
+    """Parse ``[RECIPE.yaml | --config RECIPE.yaml] [--flag value ...]`` into the three dataclasses."""
+    parser, cli = _prepared_parser(argv)
     try:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=cli, look_for_args_file=False)
     except ArgumentValidationError:
@@ -155,6 +161,19 @@ def parse_args(
         raise RecipeError(str(error)) from error
     check_combination(model_args, data_args, training_args)
     return model_args, data_args, training_args
+
+
+def parse_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every flag's value after recipe + command line, without building the dataclasses.
+
+    For tools that plan a run (``hf-easyanimate buckets``) on a machine that could not run it: building
+    ``TrainingArguments`` checks devices (bf16 without a GPU fails there).
+    """
+    parser, cli = _prepared_parser(argv)
+    try:
+        return vars(parser.parse_args(cli))
+    except ValueError as error:
+        raise RecipeError(str(error)) from error
 
 
 def _as_default(value: Any) -> Any:

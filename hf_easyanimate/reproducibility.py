@@ -71,7 +71,11 @@ def step_seed(seed: int, keys: Sequence[Sequence[int]]) -> int:
 
 
 class ReplayableBatchSampler(Sampler[list[SampleKey]]):
-    """Wraps a batch sampler of indices; yields the same batches as (epoch, index) keys."""
+    """Wraps a batch sampler; yields the same batches with each index replaced by its (epoch, index) key.
+
+    Items of the inner sampler are indices or ``(index, plan)`` pairs (:class:`BucketBatchSampler`); a plan
+    travels on unchanged beside its key.
+    """
 
     def __init__(self, inner: Sampler[list[int]]) -> None:
         self.inner = inner
@@ -85,7 +89,10 @@ class ReplayableBatchSampler(Sampler[list[SampleKey]]):
     def __iter__(self) -> Iterator[list[SampleKey]]:
         epoch = self.epoch
         for batch in self.inner:
-            yield [SampleKey(epoch, int(index)) for index in batch]
+            yield [
+                (SampleKey(epoch, int(item[0])), *item[1:]) if isinstance(item, tuple) else SampleKey(epoch, int(item))
+                for item in batch
+            ]
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -115,10 +122,11 @@ class ReplayableDataset(Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
-    def __getitem__(self, key: SampleKey | tuple[int, int]) -> dict:
+    def __getitem__(self, item: SampleKey | tuple[SampleKey, Any]) -> dict:
+        key, extra = (item[0], item[1:]) if isinstance(item[0], tuple) else (item, ())
         epoch, index = key
         with seeded_rngs(derive_seed(self.seed, "sample", epoch, index)):
-            sample = self.dataset[index]
+            sample = self.dataset[(index, *extra) if extra else index]
         sample = dict(sample)
         sample["sample_key"] = (int(epoch), int(index))
         return sample

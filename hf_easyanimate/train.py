@@ -13,7 +13,16 @@ from transformers.integrations import TensorBoardCallback
 
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .callbacks import ValidationCallback, ValidationSampler, ValidationSettings
-from .data import BucketBatchSampler, EasyAnimateCollator, EasyAnimateDataset, FrameSampling, bucket_key, load_metadata
+from .data import (
+    BucketBatchSampler,
+    DataValidationError,
+    EasyAnimateCollator,
+    EasyAnimateDataset,
+    EmptyEpochError,
+    MetadataError,
+    build_eval_set,
+    build_train_data,
+)
 from .data.masks import InpaintMaskGenerator
 from .distributed import EngineReport
 from .guards import CheckpointSaveError, NonFiniteLossError
@@ -116,32 +125,18 @@ def build_inpaint_conditioner(components: EasyAnimateComponents) -> InpaintCondi
 def build_training_data(
     data_args: DataArguments, args: EasyAnimateTrainingArguments, temporal_compression: int
 ) -> tuple[EasyAnimateDataset, BucketBatchSampler, EasyAnimateCollator]:
+    """Dataset, this rank's batch sampler and the collator (docs/data.md); bad data fails here with --strict_data."""
     if not data_args.train_data_meta:
         raise RecipeError("--train_data_meta is required: the metadata file listing your clips")
-    metadata = load_metadata(data_args.train_data_meta, data_args.train_data_dir, data_args.max_train_samples)
-    dataset = EasyAnimateDataset(
-        metadata,
-        FrameSampling(
-            n_frames=data_args.video_sample_n_frames,
-            stride=data_args.video_sample_stride,
-            drop_start=data_args.video_length_drop_start,
-            drop_end=data_args.video_length_drop_end,
-            text_drop_ratio=data_args.text_drop_ratio,
-        ),
-        video_repeat=data_args.video_repeat,
-    )
-    keys = [
-        bucket_key(dataset.kind(index), height, width, data_args.enable_bucket)
-        for index, (height, width) in enumerate(dataset.sizes)
-    ]
-    sampler = BucketBatchSampler(keys, batch_size=args.per_device_train_batch_size, seed=args.seed)
-    collator = EasyAnimateCollator(
-        image_sample_size=data_args.image_sample_size,
-        video_sample_size=data_args.video_sample_size,
-        enable_bucket=data_args.enable_bucket,
+    data = build_train_data(
+        data_args,
+        batch_size=args.per_device_train_batch_size,
+        seed=args.seed,
+        num_replicas=args.world_size,
+        rank=args.process_index,
         temporal_compression=temporal_compression,
     )
-    return dataset, sampler, collator
+    return data.dataset, data.sampler, data.collator
 
 
 def optimizer_override(args: EasyAnimateTrainingArguments) -> tuple[type, dict] | None:
@@ -176,29 +171,14 @@ def build_eval_data(
 ) -> tuple[EasyAnimateDataset, BucketBatchSampler] | tuple[None, None]:
     """Held-out clips for the deterministic validation loss: no caption drop, no repeats, every clip kept.
 
-    Frame windows are still drawn at random, but ``EasyAnimateTrainer.evaluate`` seeds every draw, so each
-    evaluation sees the same windows.
+    Frame windows are drawn per batch from (seed, batch), so each evaluation sees the same windows.
     """
     if not data_args.eval_data_meta:
         return None, None
-    metadata = load_metadata(data_args.eval_data_meta, data_args.train_data_dir, data_args.max_eval_samples)
-    dataset = EasyAnimateDataset(
-        metadata,
-        FrameSampling(
-            n_frames=data_args.video_sample_n_frames,
-            stride=data_args.video_sample_stride,
-            drop_start=data_args.video_length_drop_start,
-            drop_end=data_args.video_length_drop_end,
-            text_drop_ratio=0.0,
-        ),
-        video_repeat=0,
+    data = build_eval_set(
+        data_args, args.per_device_eval_batch_size, seed=args.seed, temporal_compression=temporal_compression
     )
-    keys = [
-        bucket_key(dataset.kind(index), height, width, data_args.enable_bucket)
-        for index, (height, width) in enumerate(dataset.sizes)
-    ]
-    sampler = BucketBatchSampler(keys, batch_size=args.per_device_eval_batch_size, seed=args.seed, drop_last=False)
-    return dataset, sampler
+    return data.dataset, data.sampler
 
 
 def build_validation(
@@ -318,7 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         run(model_args, data_args, training_args)
-    except (CheckpointNotFound, ModelConfigMismatch, LoraTargetError) as error:
+    except (  # raised before step 1: a clear message and exit code 2, not a traceback
+        CheckpointNotFound, ModelConfigMismatch, LoraTargetError, MetadataError, DataValidationError, EmptyEpochError
+    ) as error:
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
     except (ModelLoadError, NonFiniteLossError, CheckpointSaveError) as error:

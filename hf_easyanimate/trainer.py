@@ -24,6 +24,8 @@ from . import hub
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .callbacks import use_diffusers_tensorboard
 from .clipping import original_clip_norm
+from .data.problems import BATCH_KEY, DataProblemLog, DataProblemsCallback
+from .data.sampler import unshard_batch_sampler
 from .evaluation import EncodeOnce, pinned_index, seeded
 from .guards import CheckpointSaveError, NonFiniteLossError, NonFiniteLossGuard, SkipUpdate
 from .inpaint import InpaintConditioner, empty_inpaint_latents
@@ -103,6 +105,10 @@ class EasyAnimateTrainer(Trainer):
         )
         use_diffusers_tensorboard(self)
         self.add_callback(self.nonfinite_guard)
+        # Bad samples found before training (kept on the dataset) and skipped while training; totals at the end.
+        problems = getattr(self.train_dataset, "problems", None)
+        self.data_problems = problems if isinstance(problems, DataProblemLog) else DataProblemLog()
+        self.add_callback(DataProblemsCallback(self.data_problems))
 
     # --- life cycle -----------------------------------------------------------------------------
     def _step_rngs(self, inputs: dict) -> contextlib.AbstractContextManager:
@@ -145,7 +151,15 @@ class EasyAnimateTrainer(Trainer):
             prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers > 0 else None,
             worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
         )
-        return self.accelerator.prepare(loader)
+        # The sampler is rank-aware: accelerate's BatchSamplerShard must pass its batches through unsplit.
+        return unshard_batch_sampler(self.accelerator.prepare(loader), self.train_batch_sampler)
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Record the samples the dataset skipped for this (training) batch, then Trainer's device placement."""
+        skipped = inputs.pop(BATCH_KEY, ())
+        if self.model.training:  # eval batches come from another metadata file: their rows are not these
+            self.data_problems.extend(skipped)
+        return super()._prepare_inputs(inputs)
 
     def get_eval_dataloader(self, eval_dataset: str | Dataset | None = None) -> DataLoader:
         # Trainer.evaluate passes self.eval_dataset explicitly; only a different dataset goes to Trainer's loader.

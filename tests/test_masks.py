@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_easyanimate.data import EasyAnimateCollator
+from hf_easyanimate.data import EasyAnimateCollator, PlanConfig
 from hf_easyanimate.data.masks import (
     IMAGE_MASK_PROBS,
     VIDEO_MASK_KINDS,
@@ -177,9 +177,10 @@ def test_generator_restricts_kinds_and_rejects_unknown_ones():
 
 def test_collator_adds_one_mask_per_sample_when_inpainting():
     samples = [{"frames": torch.randint(0, 255, (9, 40, 40, 3), dtype=torch.uint8), "text": "t", "type": "video"}] * 3
-    plain = EasyAnimateCollator(video_sample_size=32, image_sample_size=32)(samples)
+    config = PlanConfig(video_sample_size=32, image_sample_size=32)
+    plain = EasyAnimateCollator(config)(samples)
     assert "mask" not in plain
-    collator = EasyAnimateCollator(video_sample_size=32, image_sample_size=32, mask_generator=InpaintMaskGenerator())
+    collator = EasyAnimateCollator(config, mask_generator=InpaintMaskGenerator())
     batch = collator(samples)
     pixels = batch["pixel_values"]
     assert batch["mask"].shape == (pixels.shape[0], pixels.shape[1], 1, *pixels.shape[-2:])

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 from accelerate.data_loader import prepare_data_loader, skip_first_batches
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from hf_easyanimate.data import BucketBatchSampler
 from hf_easyanimate.legacy import LegacyFlagConflict
 from hf_easyanimate.parser import parse_args
 from hf_easyanimate.reproducibility import (
@@ -39,9 +38,25 @@ def collate(samples):
             "batch_draw": torch.rand(1)}
 
 
+class ShuffledBatches(Sampler):
+    """A plain batch sampler of indices whose order is a function of (seed, epoch), like the bucket sampler's."""
+
+    def __init__(self, count: int, batch_size: int, seed: int) -> None:
+        self.count, self.batch_size, self.seed, self.epoch = count, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.count).tolist()
+        return iter([order[i : i + self.batch_size] for i in range(0, self.count, self.batch_size)])
+
+    def __len__(self) -> int:
+        return self.count // self.batch_size
+
+
 def loader(seed=7, batch_size=2):
-    keys = [("video", "a" if i % 3 else "b") for i in range(16)]
-    sampler = ReplayableBatchSampler(BucketBatchSampler(keys, batch_size=batch_size, seed=seed))
+    sampler = ReplayableBatchSampler(ShuffledBatches(len(Draws()), batch_size=batch_size, seed=seed))
     dataset = ReplayableDataset(Draws(), seed, sampler)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=ReplayableCollator(collate, seed))
 
@@ -78,6 +93,29 @@ def test_batches_carry_their_keys_and_replay_exactly():
         assert batch[SAMPLE_KEYS][:, 1].tolist() == batch["index"].tolist()
     keys = batches[0][SAMPLE_KEYS].tolist()
     assert step_seed(7, keys) == step_seed(7, [tuple(k) for k in keys]) != step_seed(8, keys)
+
+
+def test_plans_travel_beside_their_keys():
+    """The bucket sampler yields (index, plan) pairs; the wrappers key the index and hand the plan on."""
+
+    class Planned(Sampler):
+        def __iter__(self):
+            return iter([[(3, "plan-a"), (5, "plan-a")]])
+
+        def __len__(self):
+            return 1
+
+    class Echo(Dataset):
+        def __getitem__(self, item):
+            return {"item": item, "draw": random.random()}
+
+    sampler = ReplayableBatchSampler(Planned())
+    (batch,) = list(sampler)
+    assert batch == [(SampleKey(0, 3), "plan-a"), (SampleKey(0, 5), "plan-a")]
+    dataset = ReplayableDataset(Echo(), seed=1)
+    first = dataset[batch[0]]
+    assert first["item"] == (3, "plan-a") and first["sample_key"] == (0, 3)
+    assert dataset[batch[0]]["draw"] == first["draw"]
 
 
 @pytest.mark.parametrize("process_index", [0, 1])

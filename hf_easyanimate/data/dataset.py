@@ -1,76 +1,154 @@
-"""Metadata rows -> decoded uint8 frames + caption. Sizing happens per batch, in the collator."""
+"""``EasyAnimateDataset``: an index (+ its batch's plan) -> decoded uint8 frames and a caption.
+
+Only the frames the batch will keep are decoded. A sample that cannot be read (missing, empty, corrupt,
+too short, unreadable image) is replaced by another one *from the same bucket* (so the batch keeps its
+shape), warned about once with its file name, and carried to the trainer in the sample so the run can
+report it at the end. With ``strict`` the read error is raised instead.
+"""
 
 from __future__ import annotations
 
-import random
+import logging
 from dataclasses import dataclass
 
-import datasets
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .video import probe_size, read_image, read_video_frames, sample_frame_indices, video_length
+from .index import SampleIndex
+from .metadata import KIND_VIDEO, MetadataTable
+from .plan import BatchPlan
+from .problems import DataProblem, DataProblemLog
+from .video import FrameSampling, SampleReadError, read_image, read_video_clip
+
+logger = logging.getLogger(__name__)
+
+_REPLACEMENT_STREAM = 7919
 
 
 @dataclass(frozen=True)
-class FrameSampling:
-    """How frames are drawn from a clip (the data flags that act per sample)."""
+class SampleOptions:
+    """Per-sample randomness and reading (the flags that act on one clip)."""
 
-    n_frames: int
-    stride: int
-    drop_start: float = 0.1
-    drop_end: float = 0.9
+    frames: FrameSampling
     text_drop_ratio: float = 0.1
+    random_flip: bool = False
+    max_replacements: int = 16
 
 
 class EasyAnimateDataset(Dataset):
-    """Index over metadata rows (video rows repeated ``video_repeat`` extra times)."""
+    """Map-style dataset over a :class:`SampleIndex`.
 
-    def __init__(self, metadata: datasets.Dataset, sampling: FrameSampling, video_repeat: int = 0) -> None:
+    ``dataset[i]`` or ``dataset[(i, plan)]`` (what :class:`BucketBatchSampler` yields) returns
+    ``{"frames": uint8 (F, H, W, 3), "text", "type", "index", "row", "available_frames", "plan", "problems"}``:
+    ``available_frames`` is how many frames the clip offered before the plan's cap, ``problems`` the samples
+    that were skipped to produce this one.
+    """
+
+    def __init__(
+        self,
+        metadata: MetadataTable,
+        index: SampleIndex,
+        options: SampleOptions,
+        seed: int = 0,
+        strict: bool = False,
+    ) -> None:
         self.metadata = metadata
-        self.sampling = sampling
-        self.paths: list[str] = metadata["file_path"]
-        self.texts: list[str] = metadata["text"]
-        self.types: list[str] = [str(kind or "image").lower() for kind in metadata["type"]]
-        self.rows: list[int] = []
-        for row, kind in enumerate(self.types):
-            self.rows.extend([row] * (1 + video_repeat if kind == "video" else 1))
-        self._sizes: list[tuple[int, int]] | None = None
+        self.index = index
+        self.options = options
+        self.seed = int(seed) & 0xFFFFFFFF
+        self.strict = strict
+        # What this process learnt about broken rows (each dataloader worker learns on its own).
+        self._bad_rows: dict[int, DataProblem] = {}
+        # Problems found before training plus, in the trainer's process, the skips batches report.
+        self.problems = DataProblemLog()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["problems"] = DataProblemLog()  # workers only report skips through their batches
+        return state
 
     def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def sizes(self) -> list[tuple[int, int]]:
-        """(height, width) per index: from `height`/`width` columns when present, else probed once."""
-        if self._sizes is None:
-            columns = self.metadata.column_names
-            if "height" in columns and "width" in columns:
-                per_row = list(zip(self.metadata["height"], self.metadata["width"]))
-            else:
-                per_row = [probe_size(path, kind) for path, kind in zip(self.paths, self.types)]
-            self._sizes = [per_row[row] for row in self.rows]
-        return self._sizes
+        return len(self.index)
 
     def kind(self, index: int) -> str:
-        return self.types[self.rows[index]]
+        return self.index.kind_name(index)
 
-    def __getitem__(self, index: int) -> dict:
-        row = self.rows[index]
-        path, kind = self.paths[row], self.types[row]
-        if kind == "video":
-            indices = sample_frame_indices(
-                video_length(path),
-                self.sampling.n_frames,
-                self.sampling.stride,
-                self.sampling.drop_start,
-                self.sampling.drop_end,
-            )
-            frames = read_video_frames(path, indices)
+    def __getitem__(self, item) -> dict:
+        if isinstance(item, tuple):
+            index, plan = int(item[0]), item[1]
         else:
-            frames = read_image(path)
-        text = self.texts[row]
-        if random.random() < self.sampling.text_drop_ratio:
+            index, plan = int(item), None
+        entropy = plan.entropy if plan is not None and plan.entropy else (self.seed, index)
+        problems: list[DataProblem] = []
+        tried = {index}
+        candidate = index
+        for _ in range(self.options.max_replacements + 1):
+            row = int(self.index.rows[candidate])
+            if row in self._bad_rows:
+                problems.append(self._bad_rows[row])
+            else:
+                try:
+                    sample = self._read(candidate, plan, entropy)
+                except SampleReadError as error:
+                    if self.strict:
+                        raise
+                    problem = DataProblem.from_error(row, self.metadata.path(row), error)
+                    self._bad_rows[row] = problem
+                    logger.warning("skipping bad sample (row %d): %s; a sample from the same bucket replaces it",
+                                   row, error)
+                    problems.append(problem)
+                else:
+                    sample["problems"] = problems
+                    return sample
+            candidate = self._replacement(candidate, plan, entropy, tried)
+            if candidate is None:
+                break
+        raise SampleReadError(
+            f"no readable sample left to replace index {index} (bucket "
+            f"{self.index.bucket_keys[int(self.index.buckets[index])]}); {len(problems)} failed: "
+            + "; ".join(p.line() for p in problems[:5])
+            + ". Run `hf-easyanimate validate-data` to list every broken file."
+        )
+
+    def _replacement(self, failed: int, plan: BatchPlan | None, entropy: tuple[int, ...], tried: set[int]) -> int | None:
+        """A not-yet-tried index of the failed one's bucket (deterministic given the batch)."""
+        bucket = plan.bucket if plan is not None and plan.bucket >= 0 else int(self.index.buckets[failed])
+        members = self.index.members(bucket)
+        rng = np.random.default_rng([*entropy, _REPLACEMENT_STREAM, failed])
+        for _ in range(8):  # a few random picks first: cheap even for huge buckets
+            pick = int(members[rng.integers(len(members))])
+            if pick not in tried:
+                tried.add(pick)
+                return pick
+        remaining = np.setdiff1d(members, np.fromiter(tried, dtype=np.int64), assume_unique=False)
+        if not len(remaining):
+            return None
+        pick = int(remaining[rng.integers(len(remaining))])
+        tried.add(pick)
+        return pick
+
+    def _read(self, index: int, plan: BatchPlan | None, entropy: tuple[int, ...]) -> dict:
+        row = int(self.index.rows[index])
+        path = self.metadata.path(row)
+        rng = np.random.default_rng([*entropy, index])
+        if self.index.kinds[index] == KIND_VIDEO:
+            limit = plan.decode_limit if plan is not None else None
+            frames, available = read_video_clip(path, self.options.frames, rng, limit=limit)
+            kind = "video"
+        else:
+            frames, available, kind = read_image(path), 1, "image"
+        text = self.metadata.text(row)
+        if rng.random() < self.options.text_drop_ratio:
             text = ""
-        return {"frames": torch.from_numpy(np.require(frames, requirements="W")), "text": text, "type": kind, "index": index}
+        if self.options.random_flip and rng.random() < 0.5:
+            frames = frames[:, :, ::-1]
+        return {
+            "frames": torch.from_numpy(np.require(frames, requirements=("C_CONTIGUOUS", "WRITEABLE"))),
+            "text": text,
+            "type": kind,
+            "index": index,
+            "row": row,
+            "available_frames": int(available),
+            "plan": plan,
+        }

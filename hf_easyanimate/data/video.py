@@ -1,94 +1,168 @@
-"""Read clips and images as uint8 frames, decoding only the frames that are sampled (decord)."""
+"""Read clips and images as uint8 frames, decoding only the frames that are used (decord), and check files.
+
+Every failure becomes a :class:`SampleReadError` whose ``kind`` says what is wrong (missing, empty, corrupt,
+too short, unreadable image) and whose message names the file, so the dataset can skip and report it.
+"""
 
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".flv", ".m4v")
+from .problems import EMPTY_FILE, MISSING_FILE, TOO_SHORT, UNREADABLE_IMAGE, UNREADABLE_VIDEO
 
 
 class SampleReadError(RuntimeError):
-    """A sample cannot be read (missing, corrupt, too short); the message names the file."""
+    """A sample cannot be read; ``kind`` is one of the names in :mod:`.problems`, the message names the file."""
+
+    def __init__(self, message: str, kind: str = UNREADABLE_VIDEO) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
-def sample_frame_indices(
-    clip_length: int,
-    n_frames: int,
-    stride: int,
-    drop_start: float = 0.1,
-    drop_end: float = 0.9,
-    rng: random.Random | None = None,
-) -> list[int]:
-    """Frame indices to decode, as EasyAnimate's ``get_batch`` picks them.
+@dataclass(frozen=True)
+class FrameSampling:
+    """Which frames of a clip are drawn (``get_batch`` of the original dataset)."""
 
-    Frames come from ``[drop_start, drop_end)`` of the clip, every ``stride``-th frame; a clip too short
-    for ``n_frames`` yields as many as fit. The start is uniform over the positions that fit.
+    n_frames: int
+    stride: int
+    drop_start: float = 0.1
+    drop_end: float = 0.9
+
+
+def usable_frame_count(clip_length: int, sampling: FrameSampling) -> int:
+    """Frames a clip of ``clip_length`` yields: ``min(n_frames, floor(len * (end - start) / stride))``."""
+    span = clip_length * (sampling.drop_end - sampling.drop_start)
+    return min(sampling.n_frames, int(span // sampling.stride))
+
+
+def sample_frame_indices(clip_length: int, sampling: FrameSampling, rng: np.random.Generator) -> list[int]:
+    """Frame indices to decode: ``count`` frames ``stride`` apart, starting at a random frame.
+
+    As the original: the window ends before ``drop_end`` of the clip and starts no earlier than
+    ``drop_start`` of that end point; a short clip yields fewer frames, and none at all is an error.
     """
-    rng = rng or random
-    usable = int(clip_length * (drop_end - drop_start)) // stride
-    count = min(n_frames, usable)
+    count = usable_frame_count(clip_length, sampling)
     if count <= 0:
         raise SampleReadError(
-            f"clip has {clip_length} frames, too few for stride {stride} inside [{drop_start}, {drop_end})"
+            f"clip has {clip_length} frame(s), too few for stride {sampling.stride} inside "
+            f"[{sampling.drop_start}, {sampling.drop_end}) of the clip",
+            TOO_SHORT,
         )
-    end = int(drop_end * clip_length)
-    span = min(end, (count - 1) * stride + 1)
-    low = int(drop_start * clip_length)
-    start = rng.randint(low, end - span) if end != span else 0
+    end = int(sampling.drop_end * clip_length)
+    span = min(end, (count - 1) * sampling.stride + 1)
+    if end == span:
+        start = 0
+    else:
+        high = end - span
+        low = min(int(sampling.drop_start * end), high)
+        start = int(rng.integers(low, high + 1))
     return np.linspace(start, start + span - 1, count, dtype=int).tolist()
 
 
-def read_video_frames(path: str, indices: Sequence[int] | None = None) -> np.ndarray:
-    """Decode ``indices`` (all frames if None) of ``path`` as a (F, H, W, 3) uint8 array."""
+def check_file(path: str) -> int:
+    """Size in bytes of ``path``; a missing or zero-byte file raises (a stat, no decoding)."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError as error:
+        raise SampleReadError(f"{path}: file does not exist", MISSING_FILE) from error
+    except OSError as error:
+        raise SampleReadError(f"{path}: cannot stat file: {error}", MISSING_FILE) from error
+    if size == 0:
+        raise SampleReadError(f"{path}: file is empty (0 bytes)", EMPTY_FILE)
+    return size
+
+
+def open_video(path: str, num_threads: int = 1):
+    """A decord reader (one decode thread: dataloader workers already run in parallel)."""
     import decord
 
+    check_file(path)
     try:
-        reader = decord.VideoReader(path, num_threads=1)
-        if indices is None:
-            indices = range(len(reader))
+        return decord.VideoReader(path, num_threads=num_threads)
+    except Exception as error:  # decord raises DECORDError / RuntimeError for corrupt containers
+        raise SampleReadError(f"{path}: cannot open video: {error}", UNREADABLE_VIDEO) from error
+
+
+def decode_frames(reader, path: str, indices: Sequence[int]) -> np.ndarray:
+    """Decode only ``indices`` as a (F, H, W, 3) uint8 RGB array."""
+    try:
         frames = reader.get_batch(list(indices)).asnumpy()
-    except Exception as error:  # decord raises its own DECORDError and RuntimeError types
-        raise SampleReadError(f"cannot decode video {path}: {error}") from error
+    except Exception as error:
+        raise SampleReadError(f"{path}: cannot decode frames {list(indices)[:4]}...: {error}", UNREADABLE_VIDEO) from error
+    if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
+        raise SampleReadError(f"{path}: decoder returned frames of shape {frames.shape}", UNREADABLE_VIDEO)
     return frames
 
 
-def video_length(path: str) -> int:
-    """Number of frames in a clip (reads only the container index)."""
-    import decord
-
+def read_video_clip(
+    path: str, sampling: FrameSampling, rng: np.random.Generator, limit: int | None = None
+) -> tuple[np.ndarray, int]:
+    """(first ``limit`` of the sampled frames, how many were sampled): frames past ``limit`` are not decoded."""
+    reader = open_video(path)
     try:
-        return len(decord.VideoReader(path, num_threads=1))
-    except Exception as error:
-        raise SampleReadError(f"cannot open video {path}: {error}") from error
+        indices = sample_frame_indices(len(reader), sampling, rng)
+    except SampleReadError as error:
+        raise SampleReadError(f"{path}: {error}", error.kind) from None
+    available = len(indices)
+    if limit is not None:
+        indices = indices[: max(1, limit)]
+    return decode_frames(reader, path, indices), available
+
+
+def read_video_frames(path: str, indices: Sequence[int] | None = None) -> np.ndarray:
+    """Decode ``indices`` (every frame if None) of ``path``: the naive reader, for tests and benchmarks."""
+    reader = open_video(path)
+    return decode_frames(reader, path, range(len(reader)) if indices is None else indices)
 
 
 def read_image(path: str) -> np.ndarray:
-    """Read an image as a (1, H, W, 3) uint8 array."""
+    """Read an image as a (1, H, W, 3) uint8 RGB array (no EXIF rotation, like the original)."""
+    check_file(path)
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))[None]
     except Exception as error:
-        raise SampleReadError(f"cannot read image {path}: {error}") from error
+        raise SampleReadError(f"{path}: cannot read image: {error}", UNREADABLE_IMAGE) from error
 
 
-def probe_size(path: str, kind: str) -> tuple[int, int]:
-    """(height, width) of a video or image without decoding pixels where possible."""
-    if kind == "video":
-        import decord
-
-        try:
-            reader = decord.VideoReader(path, num_threads=1)
-            height, width = reader[0].shape[:2]
-        except Exception as error:
-            raise SampleReadError(f"cannot open video {path}: {error}") from error
-        return int(height), int(width)
+def probe_file(path: str, is_video: bool) -> tuple[int, int, int]:
+    """(height, width, frames) of a file, decoding at most one frame (images: header only, frames 1)."""
+    if is_video:
+        reader = open_video(path)
+        length = len(reader)
+        if length == 0:
+            raise SampleReadError(f"{path}: video has no frames", UNREADABLE_VIDEO)
+        height, width = decode_frames(reader, path, [0]).shape[1:3]
+        return int(height), int(width), int(length)
+    check_file(path)
     try:
         with Image.open(path) as image:
             width, height = image.size
     except Exception as error:
-        raise SampleReadError(f"cannot read image {path}: {error}") from error
-    return int(height), int(width)
+        raise SampleReadError(f"{path}: cannot read image: {error}", UNREADABLE_IMAGE) from error
+    return int(height), int(width), 1
+
+
+def inspect_file(path: str, is_video: bool, sampling: FrameSampling) -> tuple[int, int, int]:
+    """The up-front check of ``--strict_data`` and ``validate-data``: open, length, decode first and last frame.
+
+    Images are fully decoded. Returns what :func:`probe_file` returns, so a check doubles as a probe.
+    """
+    if not is_video:
+        image = read_image(path)
+        return int(image.shape[1]), int(image.shape[2]), 1
+    reader = open_video(path)
+    length = len(reader)
+    if usable_frame_count(length, sampling) <= 0:
+        raise SampleReadError(
+            f"{path}: clip has {length} frame(s), too few for stride {sampling.stride} inside "
+            f"[{sampling.drop_start}, {sampling.drop_end}) of the clip",
+            TOO_SHORT,
+        )
+    frames = decode_frames(reader, path, sorted({0, length - 1}))
+    return int(frames.shape[1]), int(frames.shape[2]), int(length)

@@ -1,0 +1,142 @@
+"""Per-batch choices: the size, frame budget and crops one batch is trained at (SPEC.md §3).
+
+The original draws these inside ``collate_fn`` from a per-process RNG, so they depend on worker count and
+cannot be replayed after a resume. Here the batch sampler draws them with an RNG seeded by
+(seed, epoch, batch) and hands a :class:`BatchPlan` to the dataset and collator with the indices: every
+sample of a batch agrees, any number of workers gives the same batches, and a resumed run replays them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .buckets import (
+    ASPECT_RATIO_RANDOM_CROP_PROB,
+    RANDOM_CROP_KEYS,
+    bucket_size,
+    downsample_ratio_choices,
+    downscaled_size,
+    frame_crop_choices,
+    frames_for_token_length,
+    frames_per_resolution,
+    shared_token_lengths,
+    token_size_candidates,
+)
+from .index import SQUARE
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """The data flags that decide per-batch sizes and frame counts."""
+
+    image_sample_size: int = 512
+    video_sample_size: int = 512
+    token_sample_size: int = 512
+    video_sample_n_frames: int = 17
+    temporal_compression: int = 4
+    enable_bucket: bool = False
+    random_hw_adapt: bool = False
+    training_with_video_token_length: bool = False
+    random_ratio_crop: bool = False
+    random_frame_crop: bool = False
+    keep_all_node_same_token_length: bool = False
+
+    @classmethod
+    def from_data_args(cls, data_args, temporal_compression: int = 4) -> PlanConfig:
+        names = [name for name in cls.__dataclass_fields__ if name != "temporal_compression"]
+        return cls(temporal_compression=temporal_compression, **{name: getattr(data_args, name) for name in names})
+
+    @property
+    def larger_side(self) -> int:
+        return max(self.image_sample_size, self.video_sample_size)
+
+    @property
+    def chooses_token_size(self) -> bool:
+        """Videos pick their side (and frames) from the token budget: needs buckets and random_hw_adapt."""
+        return self.enable_bucket and self.random_hw_adapt and self.training_with_video_token_length
+
+    def frames_per_resolution(self) -> dict[int, int]:
+        return frames_per_resolution(
+            self.video_sample_size, self.image_sample_size, self.video_sample_n_frames,
+            self.token_sample_size, self.temporal_compression,
+        )
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What one batch is trained at; travels with its indices to the dataset (in the workers) and collator."""
+
+    kind: str  # "video" | "image"
+    bucket: int  # bucket id (replacements for broken samples come from it); -1 if none
+    height: int
+    width: int
+    side: float  # the side the bucket table was scaled to (sample size / downsample ratio)
+    max_frames: int  # frames the batch may keep before the VAE grid (1 for images)
+    frame_crop: int | None = None  # --random_frame_crop length
+    token_frames: int | None = None  # --keep_all_node_same_token_length frame cap at this size
+    entropy: tuple[int, ...] = ()  # seeds the per-sample draws (start frame, caption drop, flip, replacement)
+
+    @property
+    def decode_limit(self) -> int:
+        """Frames worth decoding per clip: none past the shortest of the batch's caps."""
+        return min(v for v in (self.max_frames, self.frame_crop, self.token_frames) if v is not None)
+
+
+def plan_batch(
+    config: PlanConfig,
+    kind: str,
+    ratio_key: str,
+    member_sizes: np.ndarray,
+    rng: np.random.Generator,
+    bucket: int = -1,
+    entropy: tuple[int, ...] = (),
+) -> BatchPlan:
+    """Draw the size and frame caps of one batch of ``kind`` in bucket ``ratio_key``.
+
+    ``member_sizes`` is the (B, 2) array of the members' (height, width) in pixels; only the token-length
+    size choice looks at it (a batch is never trained above 1.25x its smallest clip's mean side).
+    """
+    n_frames = config.video_sample_n_frames
+    is_image = kind == "image"
+    base = config.image_sample_size if is_image else config.video_sample_size
+    ratio, max_frames = 1.0, 1 if is_image else n_frames
+    if config.enable_bucket and config.random_hw_adapt:
+        if is_image:
+            choices, odds = downsample_ratio_choices(base, [config.image_sample_size / config.video_sample_size])
+            ratio = float(rng.choice(choices, p=odds))
+        elif config.training_with_video_token_length:
+            table = config.frames_per_resolution()
+            downscaled = [downscaled_size(int(h), int(w), config.larger_side) for h, w in member_sizes]
+            smallest = min(float(np.mean(size)) for size in downscaled)
+            side = int(rng.choice(token_size_candidates(list(table), smallest)))
+            max_frames, ratio = table[side], config.video_sample_size / side
+        else:
+            choices, odds = downsample_ratio_choices(base)
+            ratio = float(rng.choice(choices, p=odds))
+    if not config.enable_bucket or ratio_key == SQUARE:
+        height = width = int(base / ratio)
+    elif config.random_ratio_crop:
+        crop_key = RANDOM_CROP_KEYS[int(rng.choice(len(RANDOM_CROP_KEYS), p=ASPECT_RATIO_RANDOM_CROP_PROB))]
+        height, width = bucket_size(crop_key, base, ratio)
+    else:
+        height, width = bucket_size(ratio_key, base, ratio)
+    frame_crop = token_frames = None
+    if not is_image and config.random_frame_crop:
+        lengths, odds = frame_crop_choices(n_frames, config.temporal_compression)
+        frame_crop = int(lengths[int(rng.choice(len(lengths), p=odds))])
+    if not is_image and config.keep_all_node_same_token_length:
+        budget = int(rng.choice(shared_token_lengths(config.token_sample_size, n_frames)))
+        token_frames = frames_for_token_length(budget, height, width, n_frames, config.temporal_compression)
+    return BatchPlan(
+        kind=kind,
+        bucket=bucket,
+        height=height,
+        width=width,
+        side=base / ratio,
+        max_frames=int(max_frames),
+        frame_crop=frame_crop,
+        token_frames=token_frames,
+        entropy=tuple(int(e) for e in entropy),
+    )
