@@ -69,7 +69,9 @@ def test_json_list_streams_to_json_lines_across_chunk_boundaries(tmp_path):
     ("content", "message"),
     [('[{"file_path": "a.mp4", "text": "x"}, {"file_path": ', "invalid JSON in row 1"),
      ('[{"file_path": "a.mp4", "text": "x"}, 5]', "row 1 is a int"),
-     ('{"rows": []}', "cannot read as json|missing column")],
+     ('{"rows": []}', "holds one JSON object"),
+     ("file_path,text\n", "is not JSON"),
+     ('[{"file_path": "a.mp4", "text": "x"},\n{"file_path" "b.mp4"}]', "invalid JSON in row 1")],
 )
 def test_broken_json_fails_naming_the_row(tmp_path, content, message):
     path = tmp_path / "m.json"

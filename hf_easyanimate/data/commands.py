@@ -42,7 +42,7 @@ def _data_arguments(argv: list[str], prog: str, description: str, extra: argpars
 def validate_data_main(argv: list[str]) -> int:
     from ..parser import RecipeError
     from .metadata import MetadataError, load_metadata
-    from .pipeline import check_files, frame_sampling
+    from .pipeline import check_files, frame_sampling, outside_data_dir_note
     from .problems import format_problem_table
 
     extra = argparse.ArgumentParser(add_help=False)
@@ -63,16 +63,21 @@ def validate_data_main(argv: list[str]) -> int:
     problems += check_files(meta, rows, frame_sampling(data_args), data_args.data_check_workers)
     problems = sorted(set(problems))
     videos = int((meta.kinds[: len(meta)] == 1).sum())
+    outside = meta.rows_outside_data_dir()
     if own.json:
         print(json.dumps({
             "metadata": meta.source, "rows": len(meta), "videos": videos, "images": len(meta) - videos,
             "problems": [p._asdict() for p in problems],
+            "outside_data_dir": [{"row": int(row), "file_path": meta.raw_path(int(row))} for row in outside],
         }, indent=2))
     else:
         print(f"{meta.source}: {len(meta)} rows ({videos} video, {len(meta) - videos} image or unknown), "
               f"{len(problems)} problem(s)")
         if problems:
             print(format_problem_table(problems))
+        note = outside_data_dir_note(meta)
+        if note:
+            print(f"note: {note}")
     return 1 if problems else 0
 
 

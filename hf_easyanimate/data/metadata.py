@@ -108,10 +108,13 @@ def _json_list_to_jsonl(source: str, target: str, chunk_chars: int = 4 << 20) ->
 
 
 def _first_char(path: str) -> str:
-    with open(path, encoding="utf-8-sig") as handle:
-        while char := handle.read(1):
-            if not char.isspace():
-                return char
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            while char := handle.read(1):
+                if not char.isspace():
+                    return char
+    except UnicodeDecodeError as error:
+        raise MetadataError(f"{path}: is not UTF-8 text ({error}); metadata must be UTF-8 JSON") from error
     return ""
 
 
@@ -123,16 +126,27 @@ def _load_file(path: str, cache_dir: str) -> tuple[datasets.Dataset, str]:
     data_file, builder, options = path, _BUILDERS[suffix], {}
     if suffix == ".tsv":
         options["sep"] = "\t"
-    if builder == "json" and _first_char(path) == "[":
+    first = _first_char(path) if builder == "json" else ""
+    if builder == "json" and first not in ("[", "{"):
+        raise MetadataError(
+            f"{path}: is not JSON (it starts with {first!r}); EasyAnimate metadata is a JSON list of "
+            "{\"file_path\", \"text\", \"type\"} objects, or JSON Lines with one such object per line"
+        )
+    if first == "[":
         os.makedirs(cache_dir, exist_ok=True)
         data_file = os.path.join(cache_dir, f"metadata-{fingerprint[:20]}.jsonl")
         if not os.path.exists(data_file):
             logger.info("converting the JSON list %s to JSON Lines (once per content) in %s", path, data_file)
             _json_list_to_jsonl(path, data_file)
+        if os.path.getsize(data_file) == 0:
+            raise MetadataError(f"{path}: the JSON list is empty; there are no rows to train on")
     try:
         table = datasets.load_dataset(builder, data_files=data_file, split="train", **options)
     except Exception as error:  # datasets wraps parser errors in several exception types
-        raise MetadataError(f"{path}: cannot read as {builder}: {error}") from error
+        cause = error
+        while cause.__cause__ is not None:  # the parser's own message names the row
+            cause = cause.__cause__
+        raise MetadataError(f"{path}: cannot read as {builder}: {str(cause) or error}") from error
     return table, fingerprint
 
 
@@ -241,6 +255,25 @@ class MetadataTable:
         raw = self.raw_path(row) or ""
         return os.path.join(self.data_dir, raw) if self.data_dir else raw
 
+    def rows_outside_data_dir(self) -> np.ndarray:
+        """Usable rows whose relative ``file_path`` climbs out of ``data_dir`` with ``..``.
+
+        The original reads them (a shared clip folder next to the dataset is a common layout), so they stay
+        in training; they are only reported, since a stray ``..`` can also pull in files nobody meant to use.
+        Only rows containing ``..`` are resolved, so this stays cheap at a million rows.
+        """
+        if not self.data_dir:
+            return np.zeros(0, dtype=np.int64)
+        paths, _ = _string_column(self.dataset.data, "file_path", self.num_rows)
+        maybe = pc.fill_null(pc.match_substring(paths, ".."), False).to_numpy(zero_copy_only=False)
+        root = os.path.abspath(self.data_dir)
+        outside = [
+            int(row) for row in np.flatnonzero(maybe & self.usable)
+            if not os.path.isabs(self.raw_path(int(row)) or "")
+            and os.path.commonpath([root, os.path.abspath(self.path(int(row)))]) != root
+        ]
+        return np.asarray(outside, dtype=np.int64)
+
     def text(self, row: int) -> str:
         value = self._cell(row, "text", self._text_is_json)
         return value if isinstance(value, str) else ""
@@ -309,6 +342,11 @@ def load_metadata(
     columns = dataset.column_names
     if "file_path" not in columns or "text" not in columns:
         missing = [name for name in ("file_path", "text") if name not in columns]
+        if len(dataset) == 1 and str(meta).lower().endswith(".json"):
+            raise MetadataError(
+                f"{meta}: holds one JSON object (keys {columns}), not a list of rows; EasyAnimate metadata is a "
+                "JSON list of {\"file_path\", \"text\", \"type\"} objects"
+            )
         raise MetadataError(f"{meta}: missing column(s) {missing}; rows need file_path, text and type (found {columns})")
     rows = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     table = dataset.data

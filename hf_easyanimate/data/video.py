@@ -120,14 +120,29 @@ def read_video_frames(path: str, indices: Sequence[int] | None = None) -> np.nda
     return decode_frames(reader, path, range(len(reader)) if indices is None else indices)
 
 
+def _image_error(path: str, error: Exception) -> SampleReadError:
+    """A read error for an image; a decompression bomb (or a header claiming a giant size) says so plainly."""
+    if isinstance(error, Image.DecompressionBombError):
+        return SampleReadError(
+            f"{path}: image is too large to decode safely ({error}); downscale it, or raise "
+            f"PIL.Image.MAX_IMAGE_PIXELS (now {Image.MAX_IMAGE_PIXELS}) if you trust the file",
+            UNREADABLE_IMAGE,
+        )
+    return SampleReadError(f"{path}: cannot read image: {error}", UNREADABLE_IMAGE)
+
+
 def read_image(path: str) -> np.ndarray:
-    """Read an image as a (1, H, W, 3) uint8 RGB array (no EXIF rotation, like the original)."""
+    """Read an image as a (1, H, W, 3) uint8 RGB array (no EXIF rotation, like the original).
+
+    PIL refuses images over twice ``Image.MAX_IMAGE_PIXELS`` when it reads the header, before any pixel is
+    allocated, so a hostile file costs nothing; it becomes an ``unreadable_image`` problem like any other.
+    """
     check_file(path)
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))[None]
     except Exception as error:
-        raise SampleReadError(f"{path}: cannot read image: {error}", UNREADABLE_IMAGE) from error
+        raise _image_error(path, error) from error
 
 
 def probe_file(path: str, is_video: bool) -> tuple[int, int, int]:
@@ -144,7 +159,7 @@ def probe_file(path: str, is_video: bool) -> tuple[int, int, int]:
         with Image.open(path) as image:
             width, height = image.size
     except Exception as error:
-        raise SampleReadError(f"{path}: cannot read image: {error}", UNREADABLE_IMAGE) from error
+        raise _image_error(path, error) from error
     return int(height), int(width), 1
 
 
