@@ -17,6 +17,7 @@ from functools import cached_property
 from transformers import TrainingArguments
 
 from . import distributed
+from .data.buckets import frames_on_vae_grid
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +40,6 @@ def _require(condition: bool, key: str, rule: str, value: object) -> None:
         raise ArgumentValidationError(f"--{key}={value!r}: {rule}")
 
 
-def frames_on_temporal_grid(num_frames: int, compression: int = VAE_TEMPORAL_COMPRESSION) -> int:
-    """Largest ``compression * n + 1 <= num_frames`` (what the original trainer trains on); 1 for 1 frame."""
-    return (num_frames - 1) // compression * compression + 1
-
-
 def _adjust(owner: object, key: str, used: int, why: str) -> None:
     """Set ``owner.key`` to ``used`` with one warning naming the value given and the value used."""
     given = getattr(owner, key)
@@ -55,7 +51,7 @@ def _adjust(owner: object, key: str, used: int, why: str) -> None:
 def _adjust_frames(owner: object, key: str) -> None:
     value = getattr(owner, key)
     _require(value > 0, key, "must be a positive number of frames", value)
-    _adjust(owner, key, frames_on_temporal_grid(value),
+    _adjust(owner, key, frames_on_vae_grid(value, VAE_TEMPORAL_COMPRESSION),
             f"is not on the VAE's temporal grid ({VAE_TEMPORAL_COMPRESSION}n + 1 frames)")
 
 

@@ -104,9 +104,9 @@ def _sample(argv: list[str]) -> int:
 
     import torch
 
+    from .atomic import atomic_path
     from .inference import load_lora_into_pipeline, load_pipeline, render_video
     from .media import write_mp4
-    from .models.lora_files import atomic_path
     from .models.lora_format import LoraFormatError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -6,37 +6,15 @@ previous file or no file, never a half-written one.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+from .atomic import atomic_path
 
 # Layout of validation samples in a run folder (written by callbacks.py, read by report.py).
 VALIDATION_DIR = "validation"
 CONTACT_SHEET = "contact_sheet.png"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block finishes.
-
-    The temporary file lives in the same folder (same filesystem), so the final ``os.replace`` is atomic.
-    On any error the temporary file is removed and ``path`` is left as it was.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    stem, extension = os.path.splitext(os.path.basename(path))
-    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{extension}", dir=folder)
-    os.close(handle)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
 
 
 def _even(frames: np.ndarray) -> np.ndarray:

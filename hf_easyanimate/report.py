@@ -13,7 +13,8 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from .media import CONTACT_SHEET, VALIDATION_DIR, atomic_path
+from .atomic import atomic_path
+from .media import CONTACT_SHEET, VALIDATION_DIR
 
 REPORT_DIR = "report"
 LOSS_PLOT = "loss.png"

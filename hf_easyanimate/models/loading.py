@@ -207,26 +207,25 @@ def check_training_setup(
 
 # --- original-layout transformer weights ------------------------------------------------------------
 
-def convert_original_transformer_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an original EasyAnimate V5/V5.1 transformer state dict to diffusers' module names."""
+def _rename_keys(state_dict: dict[str, torch.Tensor], pairs) -> dict[str, torch.Tensor]:
+    """Apply each (old, new) substring rename in order to every key (matched with a leading dot)."""
     converted = {}
     for key, value in state_dict.items():
         new_key = f".{key}"
-        for original, diffusers_name in ORIGINAL_TO_DIFFUSERS_KEYS:
-            new_key = new_key.replace(original, diffusers_name)
+        for old, new in pairs:
+            new_key = new_key.replace(old, new)
         converted[new_key[1:]] = value
     return converted
+
+
+def convert_original_transformer_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an original EasyAnimate V5/V5.1 transformer state dict to diffusers' module names."""
+    return _rename_keys(state_dict, ORIGINAL_TO_DIFFUSERS_KEYS)
 
 
 def convert_diffusers_transformer_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse rename: diffusers names -> the original EasyAnimate layout (tests, tiny V5 repos)."""
-    converted = {}
-    for key, value in state_dict.items():
-        new_key = f".{key}"
-        for original, diffusers_name in ORIGINAL_TO_DIFFUSERS_KEYS:
-            new_key = new_key.replace(diffusers_name, original)
-        converted[new_key[1:]] = value
-    return converted
+    return _rename_keys(state_dict, [(new, old) for old, new in ORIGINAL_TO_DIFFUSERS_KEYS])
 
 
 def _transformer_folder(path: str, revision: str | None, cache_dir: str | None) -> str:

@@ -8,18 +8,17 @@ Pickle files (``.bin``, ``.pt``, ``.ckpt``) are refused: loading them can run co
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..atomic import atomic_path
 from .lora_format import (
     KEY_STYLES,
     LoraFormatError,
@@ -40,27 +39,6 @@ EASYANIMATE_LORA_NAME = "easyanimate_lora.safetensors"
 ORIGINAL_CHECKPOINT_LORA_NAME = "lora_diffusion_pytorch_model.safetensors"
 FORMATS = ("peft", "easyanimate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@contextlib.contextmanager
-def atomic_path(final_path: str) -> Iterator[str]:
-    """Yield a temporary path beside ``final_path``; on success rename it over ``final_path`` in one step.
-
-    A crash or error while writing leaves the previous file untouched and no partial file behind.
-    """
-    directory = os.path.dirname(os.path.abspath(final_path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(final_path)}.", suffix=".tmp")
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600 files; give the result normal permissions
-    try:
-        yield temporary
-        os.replace(temporary, final_path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def atomic_copy(source: str, destination: str) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from .losses import with_motion_loss
 from .noise import NoiseOptions, perturb_noise, sample_training_noise
+from .timesteps import DiscreteTimestepSampler
 
 
 @dataclass
@@ -105,6 +106,23 @@ class Objective(ABC):
         if self.motion_sub_loss_ratio is None:
             return loss
         return with_motion_loss(loss, pred, target, self.motion_sub_loss_ratio)
+
+
+class DiscreteGridSampling:
+    """Mixin for objectives whose timesteps are indices drawn by a ``DiscreteTimestepSampler`` (``sampler``).
+
+    ddpm and sigma draw ``--train_sampling_steps`` indices (split per rank by ``--uniform_sampling``) the same
+    way; only what an index means differs.
+    """
+
+    sampler: DiscreteTimestepSampler
+
+    def sample_index(self, batch_size, device="cpu", generator=None):
+        return self.sampler(batch_size, device=device, generator=generator)
+
+    @property
+    def grid_size(self) -> int:
+        return self.sampler.num_steps
 
 
 def first_half_if_learned_sigma(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from diffusers import DDPMScheduler
 
-from .base import NoisedBatch, Objective, first_half_if_learned_sigma
+from .base import DiscreteGridSampling, NoisedBatch, Objective, first_half_if_learned_sigma
 from .losses import thresholded_mse
 from .timesteps import DiscreteTimestepSampler
 
@@ -15,7 +15,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 @dataclass
-class DDPMObjective(Objective):
+class DDPMObjective(DiscreteGridSampling, Objective):
     """x_t = scheduler.add_noise(x0, eps, t); target eps or scheduler.get_velocity(x0, eps, t).
 
     Timesteps are the integer indices of ``sampler`` (``--train_sampling_steps``, ``--uniform_sampling``)
@@ -39,13 +39,6 @@ class DDPMObjective(Objective):
                 f"--train_sampling_steps={self.sampler.num_steps} exceeds the scheduler's "
                 f"num_train_timesteps={num_train_timesteps}; ddpm uses the indices as timesteps directly"
             )
-
-    def sample_index(self, batch_size, device="cpu", generator=None):
-        return self.sampler(batch_size, device=device, generator=generator)
-
-    @property
-    def grid_size(self) -> int:
-        return self.sampler.num_steps
 
     def model_timesteps(self, index):
         return index.float()

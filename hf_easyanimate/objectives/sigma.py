@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .base import NoisedBatch, Objective
+from .base import DiscreteGridSampling, NoisedBatch, Objective
 from .timesteps import DiscreteTimestepSampler
 
 # Below this spaced index the --snr_loss variant compares x0 predictions instead of epsilon (the original's 249).
@@ -137,7 +137,7 @@ class LearnedRangeDiffusion:
 
 
 @dataclass
-class LearnedSigmaObjective(Objective):
+class LearnedSigmaObjective(DiscreteGridSampling, Objective):
     """loss = mean over the batch of [ MSE(eps, eps_pred) + VLB(variance | detached eps_pred) ].
 
     ``snr_loss`` switches the MSE to x0 space for indices <= 249 (no weighting factor), as ``--snr_loss`` does.
@@ -154,13 +154,6 @@ class LearnedSigmaObjective(Objective):
         self.diffusion = LearnedRangeDiffusion.respaced(betas, self.sampler.num_steps)
         if self.motion_sub_loss_ratio is not None:
             raise ValueError("--motion_sub_loss does not apply to --loss_type sigma (the original ignores it there)")
-
-    def sample_index(self, batch_size, device="cpu", generator=None):
-        return self.sampler(batch_size, device=device, generator=generator)
-
-    @property
-    def grid_size(self) -> int:
-        return self.sampler.num_steps
 
     def model_timesteps(self, index):
         return self.diffusion.timestep_map.to(index.device)[index]
