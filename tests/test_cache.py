@@ -155,3 +155,24 @@ def test_inpaint_training_from_cache(tiny_inpaint_model_dir, demo_data, tmp_path
     assert any("first_frame" in LatentCache(cache).info(key)["tensors"] for key in LatentCache(cache)._info)
     trainer = run(*parse_args(argv))
     assert len(losses(trainer)) == 3 and all(torch.isfinite(torch.tensor(losses(trainer))))
+
+
+def test_ranks_encode_disjoint_shares_that_cover_the_run(tiny_model_dir, demo_data, tmp_path):
+    from hf_easyanimate.cache.precompute import precompute
+    from hf_easyanimate.cache.setup import build_cached_data, cache_spec
+    from hf_easyanimate.models.loading import load_components
+    from hf_easyanimate.models.text import build_prompt_encoder
+
+    cache = str(tmp_path / "latents")
+    model_args, data_args, _ = parse_args(flags(tiny_model_dir, demo_data, str(tmp_path / "o"),
+                                                "--latent_cache_dir", cache))
+    components = load_components(tiny_model_dir)
+    encoder = build_prompt_encoder(components, model_args.tokenizer_max_length)
+    spec = cache_spec(model_args, data_args, components.vae, encoder, inpaint=False)
+    dataset, _, _, config = build_cached_data(data_args, spec, 2, 42, 1, 0, 4)
+    reports = [precompute(dataset, config, components.vae, encoder, "cpu", rank=rank, world_size=2, progress=False)
+               for rank in (0, 1)]
+    assert [r.latents_written for r in reports] == [6, 6]
+    assert sorted(os.listdir(cache))[0].startswith("rank000") and sorted(os.listdir(cache))[-1].startswith("rank001")
+    assert LatentCache(cache).__len__() == 12 + sum(r.prompts_written for r in reports)
+    assert dataset.missing(config) == []
