@@ -34,13 +34,20 @@ class StepTimer(TrainerCallback):
 
     def __init__(self) -> None:
         self.stamps: list[float] = []
+        self.cpu_stamps: list[float] = []
 
     def on_step_end(self, args, state, control, **kwargs):
         self.stamps.append(time.perf_counter())
+        self.cpu_stamps.append(time.process_time())
 
     def median(self, warmup: int) -> float:
         """Median step after ``warmup`` steps (robust to load from other processes on a shared machine)."""
         return statistics.median([b - a for a, b in zip(self.stamps, self.stamps[1:])][warmup:])
+
+    def cpu_median(self, warmup: int) -> float:
+        """Median CPU time of this process per step: with one thread and no workers it is the work done,
+        and barely moves when other processes load the machine (wall time does)."""
+        return statistics.median([b - a for a, b in zip(self.cpu_stamps, self.cpu_stamps[1:])][warmup:])
 
 
 def quiet_threads() -> None:
