@@ -171,3 +171,11 @@ def test_ranks_encode_disjoint_shares_that_cover_the_run(tiny_model_dir, demo_da
     assert sorted(os.listdir(cache))[0].startswith("rank000") and sorted(os.listdir(cache))[-1].startswith("rank001")
     assert LatentCache(cache).__len__() == 12 + sum(r.prompts_written for r in reports)
     assert dataset.missing(config) == []
+
+
+def test_precompute_does_not_load_transformer_weights(tiny_inpaint_model_dir):
+    from hf_easyanimate.models.loading import load_components
+
+    components = load_components(tiny_inpaint_model_dir, transformer_weights=False)
+    assert components.is_inpaint  # the config is there
+    assert all(p.device.type == "meta" for p in components.transformer.parameters())

@@ -60,8 +60,8 @@ def precompute_main(argv: Sequence[str] | None = None) -> int:
     try:
         components = load_components(
             model_args.pretrained_model_name_or_path, revision=model_args.revision, variant=model_args.variant,
-            cache_dir=model_args.cache_dir, weight_dtype=weight_dtype(args), transformer_path=None,
-            vae_path=model_args.vae_path, config_path=model_args.config_path,
+            cache_dir=model_args.cache_dir, weight_dtype=weight_dtype(args), vae_path=model_args.vae_path,
+            config_path=model_args.config_path, transformer_weights=False,  # only its config is read
         )
     except ModelLoadError as error:
         print(f"hf-easyanimate precompute: error: {error}", file=sys.stderr)
