@@ -330,7 +330,6 @@ class DataArguments:
                 "--random_hw_adapt (as in the original); here it only repeats batches far below the token budget."
             )
 
-
     def _check_cacheable(self) -> None:
         """The cache holds one encoding per clip and size: flags that redraw pixels every step cannot use it."""
         random_flags = {

@@ -87,6 +87,9 @@ class CachedDataset(Dataset):
         return self.spec.latent_key(self.metadata.path(row), self.kind(index), plan)
 
     def __getitem__(self, item) -> dict:
+        if not isinstance(item, tuple):
+            raise TypeError("CachedDataset is indexed by (index, plan) pairs, as BucketBatchSampler yields them: "
+                            "an entry's key depends on the batch's size")
         index, plan = int(item[0]), item[1]
         row = int(self.index.rows[index])
         entropy = plan.entropy if plan.entropy else (self.seed, index)
