@@ -37,6 +37,13 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "MetadataError": "hf_easyanimate.data",
     "DataValidationError": "hf_easyanimate.data",
     "DataProblemsCallback": "hf_easyanimate.data",
+    # latent cache
+    "LatentCache": "hf_easyanimate.cache",
+    "CachedDataset": "hf_easyanimate.cache",
+    "CachedCollator": "hf_easyanimate.cache",
+    "CachedInpaintMasks": "hf_easyanimate.cache",
+    "CacheMissError": "hf_easyanimate.cache",
+    "precompute_latents": ("hf_easyanimate.cache.precompute", "precompute"),
     # models
     "DualPromptEncoder": "hf_easyanimate.models.text",
     "PromptEncoder": "hf_easyanimate.models.text",

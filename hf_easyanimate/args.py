@@ -255,6 +255,22 @@ class DataArguments:
     video_length_drop_end: float = field(
         default=0.9, metadata={"help": "Fraction of each clip after which frames are not sampled."}
     )
+    fixed_frame_window: bool = field(
+        default=False,
+        metadata={
+            "help": "Take each clip's frames from the middle of its usable range instead of a random start, so a "
+            "clip always yields the same frames. Implied by --latent_cache_dir; set it on an uncached run to "
+            "reproduce a cached one."
+        },
+    )
+    latent_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of precomputed VAE latents and prompt embeddings (`hf-easyanimate precompute`). Training "
+            "then reads them instead of running the VAE and text encoder; needs the random size/crop/flip flags off "
+            "(docs/cache.md). Not --cache_dir, which is where downloaded models go."
+        },
+    )
     strict_data: bool = field(
         default=False,
         metadata={
@@ -302,11 +318,32 @@ class DataArguments:
         for flag in ("random_hw_adapt", "random_ratio_crop"):
             if getattr(self, flag) and not self.enable_bucket:
                 logger.warning("--%s only acts with --enable_bucket (as in the original); ignored.", flag)
+        if self.latent_cache_dir:
+            self._check_cacheable()
         if self.training_with_video_token_length and not (self.enable_bucket and self.random_hw_adapt):
             logger.warning(
                 "--training_with_video_token_length picks sizes and frames only with --enable_bucket and "
                 "--random_hw_adapt (as in the original); here it only repeats batches far below the token budget."
             )
+
+    def _check_cacheable(self) -> None:
+        """The cache holds one encoding per clip and size: flags that redraw pixels every step cannot use it."""
+        random_flags = {
+            "random_flip": self.random_flip,
+            "random_frame_crop": self.random_frame_crop,
+            "random_hw_adapt": self.random_hw_adapt and self.enable_bucket,
+            "random_ratio_crop": self.random_ratio_crop and self.enable_bucket,
+            "keep_all_node_same_token_length": self.keep_all_node_same_token_length,
+        }
+        for flag, on in random_flags.items():
+            _require(
+                not on, flag,
+                "draws new pixels (size, crop, frames or flip) every step, but --latent_cache_dir holds one "
+                "encoding per clip; turn the flag off or train without the cache", True,
+            )
+        if not self.fixed_frame_window:
+            logger.info("--latent_cache_dir implies --fixed_frame_window (one frame window per clip).")
+            self.fixed_frame_window = True
 
 
 @dataclass

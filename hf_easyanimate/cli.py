@@ -168,8 +168,15 @@ def _buckets(argv: list[str]) -> int:
     return buckets_main(argv)
 
 
+def _precompute(argv: list[str]) -> int:
+    from .cache.setup import precompute_main
+
+    return precompute_main(argv)
+
+
 COMMANDS = {
     "train": (_train, "train a LoRA: hf-easyanimate train RECIPE.yaml [--flag value ...]"),
+    "precompute": (_precompute, "encode latents + prompt embeddings once: precompute RECIPE.yaml --latent_cache_dir C"),
     "make-tiny-model": (_make_tiny_model, "write a tiny random EasyAnimate repo"),
     "make-demo-data": (_make_demo_data, "write a synthetic clip set with metadata.json"),
     "export-lora": (_export_lora, "convert a LoRA: hf-easyanimate export-lora IN --to easyanimate|peft OUT"),

@@ -55,7 +55,12 @@ class InpaintConditioner:
         reference = masked_pixels(pixel_values.float(), mask)
         if self.add_noise_to_reference:
             reference = add_noise_to_reference_video(reference)
-        video_latents = encode(reference).to(device=latents.device, dtype=latents.dtype)
+        return self.from_latents(mask, encode(reference), latents)
+
+    def from_latents(self, mask: torch.Tensor, video_latents: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """The conditioning from already-encoded masked-video latents (the latent cache stores them)."""
+        mask = mask.to(device=latents.device, dtype=torch.float32)
+        video_latents = video_latents.to(device=latents.device, dtype=latents.dtype)
         if video_latents.shape != latents.shape:
             raise ValueError(f"masked-video latents {tuple(video_latents.shape)} != latents {tuple(latents.shape)}")
         known = (1.0 - mask).permute(0, 2, 1, 3, 4)  # (B, 1, F, H, W), 1 = shown to the model

@@ -12,6 +12,8 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
+from .cache import CachedInpaintMasks, CacheMissError, check_complete
+from .cache.setup import build_cached_data, cache_spec
 from .callbacks import ValidationCallback, ValidationSampler, ValidationSettings
 from .data import (
     BucketBatchSampler,
@@ -139,6 +141,34 @@ def build_training_data(
     return data.dataset, data.sampler, data.collator
 
 
+def build_cached_training_data(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    args: EasyAnimateTrainingArguments,
+    components: EasyAnimateComponents,
+    prompt_encoder,
+    inpaint: InpaintConditioner | None,
+):
+    """Dataset, sampler and collator over ``--latent_cache_dir``; fails before step 1 if entries are missing."""
+    use_inpaint = inpaint is not None and model_args.train_mode == "inpaint"
+    spec = cache_spec(model_args, data_args, components.vae, prompt_encoder, use_inpaint)
+    dataset, sampler, collator, config = build_cached_data(
+        data_args, spec, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index,
+        components.vae.temporal_compression_ratio,
+    )
+    check_complete(dataset, config)
+    if use_inpaint:
+        collator.mask_generator = CachedInpaintMasks()
+        if inpaint.add_noise_to_reference:
+            logger.warning(
+                "--latent_cache_dir: the checkpoint adds noise to the reference video before the VAE "
+                "(add_noise_in_inpaint_model); cached masked-video latents are clean, so this run trains without "
+                "that noise (docs/cache.md)."
+            )
+            inpaint.add_noise_to_reference = False
+    return dataset, sampler, collator
+
+
 def optimizer_override(args: EasyAnimateTrainingArguments) -> tuple[type, dict] | None:
     """--use_came: the original's CAME settings (betas 0.9/0.999/0.9999, eps 1e-30/1e-16); else Trainer's --optim."""
     if not args.use_came:
@@ -247,17 +277,24 @@ def run(
     )
     objective = build_objective(args, components)
     inpaint = build_inpaint_conditioner(components)
-    dataset, sampler, collator = build_training_data(
-        data_args, args, temporal_compression=components.vae.temporal_compression_ratio
-    )
-    if model_args.train_mode == "inpaint":
-        collator.mask_generator = InpaintMaskGenerator()
+    prompt_encoder = build_prompt_encoder(components, model_args.tokenizer_max_length)
+    if data_args.latent_cache_dir:
+        dataset, sampler, collator = build_cached_training_data(
+            model_args, data_args, args, components, prompt_encoder, inpaint
+        )
+    else:
+        dataset, sampler, collator = build_training_data(
+            data_args, args, temporal_compression=components.vae.temporal_compression_ratio
+        )
+        if model_args.train_mode == "inpaint":
+            collator.mask_generator = InpaintMaskGenerator()
     model = build_lora_model(components.transformer, model_args, args)
     encoders = FrozenEncoders(
         components.vae,
-        build_prompt_encoder(components, model_args.tokenizer_max_length),
+        prompt_encoder,
         device=args.device,
-        low_vram=args.low_vram,
+        # With the cache the encoders stay in CPU memory and visit the accelerator only for eval batches.
+        low_vram=args.low_vram or bool(data_args.latent_cache_dir),
         vae_mini_batch=args.vae_mini_batch,
     )
     eval_dataset, eval_sampler = build_eval_data(
@@ -299,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(model_args, data_args, training_args)
     except (  # raised before step 1: a clear message and exit code 2, not a traceback
-        CheckpointNotFound, ModelConfigMismatch, LoraTargetError, MetadataError, DataValidationError, EmptyEpochError
+        CheckpointNotFound, ModelConfigMismatch, LoraTargetError, MetadataError, DataValidationError, EmptyEpochError,
+        CacheMissError,
     ) as error:
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2

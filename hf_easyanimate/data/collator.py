@@ -73,12 +73,10 @@ class EasyAnimateCollator:
         rng = np.random.default_rng([int(s.get("index", i)) for i, s in enumerate(samples)])
         return plan_batch(self.config, samples[0]["type"], key, sizes, rng)
 
-    def __call__(self, samples: list[dict]) -> dict:
-        plan = samples[0].get("plan") or self.plan_from_samples(samples)
-        frames = frames_on_vae_grid(
-            min(plan.max_frames, *(s.get("available_frames", len(s["frames"])) for s in samples)),
-            self.config.temporal_compression,
-        )
+    def frames_and_tile(self, plan: BatchPlan, available: list[int]) -> tuple[int, int]:
+        """The batch's frame count (shortest clip, caps, VAE grid) and how many times token-length training
+        repeats it."""
+        frames = frames_on_vae_grid(min(plan.max_frames, *available), self.config.temporal_compression)
         tile = 1
         if self.config.training_with_video_token_length:  # decided on the collated length, as the original
             tile = batch_tile_factor(
@@ -87,6 +85,11 @@ class EasyAnimateCollator:
         for cap in (plan.frame_crop, plan.token_frames):
             if cap is not None:
                 frames = min(frames, cap)
+        return frames, tile
+
+    def __call__(self, samples: list[dict]) -> dict:
+        plan = samples[0].get("plan") or self.plan_from_samples(samples)
+        frames, tile = self.frames_and_tile(plan, [s.get("available_frames", len(s["frames"])) for s in samples])
         pixels = torch.stack([resize_and_center_crop(s["frames"][:frames], plan.height, plan.width) for s in samples])
         batch = {
             "pixel_values": pixels,  # (B, F, 3, H, W)

@@ -48,6 +48,7 @@ def frame_sampling(data_args) -> FrameSampling:
         stride=data_args.video_sample_stride,
         drop_start=data_args.video_length_drop_start,
         drop_end=data_args.video_length_drop_end,
+        fixed_start=bool(getattr(data_args, "fixed_frame_window", False)),
     )
 
 

@@ -32,6 +32,7 @@ class FrameSampling:
     stride: int
     drop_start: float = 0.1
     drop_end: float = 0.9
+    fixed_start: bool = False  # the middle of the usable range, no random draw (cached latents need one window)
 
 
 def usable_frame_count(clip_length: int, sampling: FrameSampling) -> int:
@@ -60,7 +61,7 @@ def sample_frame_indices(clip_length: int, sampling: FrameSampling, rng: np.rand
     else:
         high = end - span
         low = min(int(sampling.drop_start * end), high)
-        start = int(rng.integers(low, high + 1))
+        start = (low + high) // 2 if sampling.fixed_start else int(rng.integers(low, high + 1))
     return np.linspace(start, start + span - 1, count, dtype=int).tolist()
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 
 from .text import PromptEncoder
-from .vae import encode_pixels
+from .vae import encode_pixels, sample_posterior
 
 
 class FrozenEncoders:
@@ -60,3 +60,7 @@ class FrozenEncoders:
         with self._on_device(*self.prompt_encoder.text_encoders):
             encoded = self.prompt_encoder(prompts, device=self.device if not self.low_vram else None)
         return {key: value.to(self.device) for key, value in encoded.items()}
+
+    def sample_latents(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """Scaled latents from a cached posterior (no VAE pass: only its scaling factor is read)."""
+        return sample_posterior(mean, std, self.vae_mini_batch, float(self.vae.config.scaling_factor))

@@ -296,6 +296,16 @@ def load_transformer(
     return transformer.eval()
 
 
+def transformer_skeleton(path: str, revision: str | None = None, cache_dir: str | None = None):
+    """The transformer with its config and no weights (meta device): for jobs that only read its config."""
+    from accelerate import init_empty_weights
+
+    config = EasyAnimateTransformer3DModel.load_config(path, subfolder="transformer", revision=revision,
+                                                       cache_dir=cache_dir)
+    with init_empty_weights():
+        return EasyAnimateTransformer3DModel.from_config(config)
+
+
 # --- the repo ---------------------------------------------------------------------------------------
 
 def read_model_index(path: str, revision: str | None = None, cache_dir: str | None = None) -> dict:
@@ -352,8 +362,12 @@ def load_components(
     transformer_path: str | None = None,
     vae_path: str | None = None,
     config_path: str | None = None,
+    transformer_weights: bool = True,
 ) -> EasyAnimateComponents:
     """Load transformer, VAE, text encoder(s), tokenizer(s) and scheduler of an EasyAnimate repo.
+
+    ``transformer_weights=False`` builds the transformer on the meta device from its config only (``precompute``
+    reads its config, not 22 GB of weights).
 
     ``config_path`` is the original EasyAnimate YAML, if given: it identifies pre-V5 models (refused with
     :class:`UnsupportedModelError`) and supplies ``enable_text_attention_mask`` for V5's encoders.
@@ -367,7 +381,10 @@ def load_components(
     version = detect_version(model_index)
     common = {"revision": revision, "cache_dir": cache_dir}
     try:
-        transformer = load_transformer(path, torch_dtype=weight_dtype, variant=variant, **common)
+        if transformer_weights:
+            transformer = load_transformer(path, torch_dtype=weight_dtype, variant=variant, **common)
+        else:
+            transformer = transformer_skeleton(path, **common)
         vae = AutoencoderKLMagvit.from_pretrained(
             path, subfolder="vae", torch_dtype=weight_dtype, variant=variant, use_safetensors=True, **common
         )

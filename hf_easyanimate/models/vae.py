@@ -18,3 +18,32 @@ def encode_pixels(vae: torch.nn.Module, pixels: torch.Tensor, mini_batch: int, s
         posterior = vae.encode(video[i : i + mini_batch]).latent_dist
         chunks.append(posterior.sample() if sample else posterior.mode())
     return torch.cat(chunks) * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def encode_posterior(vae: torch.nn.Module, pixels: torch.Tensor, mini_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, F, 3, H, W) -> the posterior's unscaled (mean, std), each (B, C, f, h, w), for the latent cache.
+
+    Storing the distribution, not a draw, lets a cached run draw its sample with the step's keyed RNG.
+    """
+    video = pixels.permute(0, 2, 1, 3, 4).to(device=vae.device, dtype=vae.dtype)
+    means, stds = [], []
+    for i in range(0, len(video), mini_batch):
+        posterior = vae.encode(video[i : i + mini_batch]).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def sample_posterior(mean: torch.Tensor, std: torch.Tensor, mini_batch: int, scaling_factor: float) -> torch.Tensor:
+    """Scaled latents drawn from cached (mean, std), consuming the RNG exactly as :func:`encode_pixels` does.
+
+    One ``randn`` per ``mini_batch`` chunk, in the posterior's dtype and device, as diffusers'
+    ``DiagonalGaussianDistribution.sample`` draws it: a cached and an uncached step see the same latents.
+    """
+    chunks = []
+    for i in range(0, len(mean), mini_batch):
+        chunk_mean, chunk_std = mean[i : i + mini_batch], std[i : i + mini_batch]
+        noise = torch.randn(chunk_mean.shape, device=chunk_mean.device, dtype=chunk_mean.dtype)
+        chunks.append(chunk_mean + chunk_std * noise)
+    return torch.cat(chunks) * scaling_factor

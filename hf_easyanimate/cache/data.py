@@ -1,0 +1,200 @@
+"""Training from the latent cache: a dataset that yields cached tensors instead of pixels, and its collator.
+
+The per-sample draws are those of :class:`~hf_easyanimate.data.EasyAnimateDataset` with a fixed frame window
+(the caption drop, keyed by the same (seed, epoch, batch, index)); the collator cuts latents to the batch's
+frame count exactly as the pixel collator cuts frames. So with augmentation off a cached run sees the batches,
+captions and frame counts of an uncached one, and the trainer draws the latent sample from the cached
+posterior with the step's keyed RNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..data.collator import EasyAnimateCollator, tile_batch
+from ..data.dataset import SampleOptions
+from ..data.index import SampleIndex
+from ..data.metadata import KIND_VIDEO, MetadataTable
+from ..data.plan import BatchPlan, PlanConfig, plan_batch
+from ..data.problems import BATCH_KEY
+from .keys import latent_key, prompt_key
+from .store import LatentCache
+
+LATENT_MEAN, LATENT_STD, MASKED_VIDEO_LATENTS = "latent_mean", "latent_std", "masked_video_latents"
+FIRST_FRAME = "first_frame"  # masked-video latents with only frame 0 shown (inpaint, posterior mode, scaled)
+PROMPT_KEYS = ("encoder_hidden_states", "encoder_attention_mask", "encoder_hidden_states_t5", "encoder_attention_mask_t5")
+
+
+class CacheMissError(ValueError):
+    """Training samples without a cache entry; the message says how many and what to run."""
+
+
+def latent_frames(frames: int, temporal_compression: int) -> int:
+    """Latent frames of ``frames`` pixel frames (4n + 1 -> n + 1 for MagVIT)."""
+    return (frames - 1) // temporal_compression + 1
+
+
+def fixed_plan(config: PlanConfig, index: SampleIndex, i: int) -> BatchPlan:
+    """The size and frame budget of index ``i``: fixed when every random size/crop flag is off."""
+    bucket = int(index.buckets[i])
+    kind, ratio_key = index.bucket_keys[bucket]
+    sizes = np.array([[index.heights[i], index.widths[i]]])
+    return plan_batch(config, kind, ratio_key, sizes, np.random.default_rng(0), bucket=bucket)
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What identifies this run's entries: the frame sampling and the encoders' fingerprints."""
+
+    options: SampleOptions
+    vae: str
+    text: str
+    inpaint: bool = False  # entries must hold FIRST_FRAME too
+
+    def latent_key(self, path: str, kind: str, plan: BatchPlan) -> str:
+        return latent_key(path, kind, plan.height, plan.width, self.options.frames, plan.decode_limit, self.vae)
+
+    def prompt_key(self, text: str) -> str:
+        return prompt_key(text, self.text)
+
+
+class CachedDataset(Dataset):
+    """``dataset[(i, plan)]`` -> cached posterior, prompt embedding and the sample's bookkeeping."""
+
+    def __init__(
+        self, metadata: MetadataTable, index: SampleIndex, cache: LatentCache, spec: CacheSpec, seed: int = 0
+    ) -> None:
+        self.metadata = metadata
+        self.index = index
+        self.cache = cache
+        self.spec = spec
+        self.seed = int(seed) & 0xFFFFFFFF
+        self.problems = None  # no read failures: missing entries fail before training
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def kind(self, index: int) -> str:
+        return self.index.kind_name(index)
+
+    def _key(self, index: int, plan: BatchPlan) -> str:
+        row = int(self.index.rows[index])
+        return self.spec.latent_key(self.metadata.path(row), self.kind(index), plan)
+
+    def __getitem__(self, item) -> dict:
+        if not isinstance(item, tuple):
+            raise TypeError("CachedDataset is indexed by (index, plan) pairs, as BucketBatchSampler yields them: "
+                            "an entry's key depends on the batch's size")
+        index, plan = int(item[0]), item[1]
+        row = int(self.index.rows[index])
+        entropy = plan.entropy if plan.entropy else (self.seed, index)
+        rng = np.random.default_rng([*entropy, index])  # the pixel dataset's per-sample stream
+        text = self.metadata.text(row)
+        if rng.random() < self.spec.options.text_drop_ratio:
+            text = ""
+        key = self._key(index, plan)
+        tensors = self.cache.load(key)
+        return {
+            "latents": tensors,
+            "prompt": self.cache.load(self.spec.prompt_key(text)),
+            "text": text,
+            "type": self.kind(index),
+            "index": index,
+            "row": row,
+            "available_frames": int(self.cache.info(key)["available"]),
+            "plan": plan,
+            "problems": [],
+        }
+
+    def missing(self, config: PlanConfig) -> list[str]:
+        """Metadata files (and captions) of this index that have no entry: empty when training can start."""
+        missing = []
+        needed_prompts = {""} if self.spec.options.text_drop_ratio > 0 else set()
+        for i in range(len(self.index)):
+            row = int(self.index.rows[i])
+            key = self._key(i, fixed_plan(config, self.index, i))
+            if key not in self.cache or (
+                self.spec.inpaint and self.index.kinds[i] == KIND_VIDEO
+                and FIRST_FRAME not in self.cache.info(key)["tensors"]
+            ):
+                missing.append(self.metadata.path(row))
+            needed_prompts.add(self.metadata.text(row))
+        missing += [f"caption {text!r}" for text in sorted(needed_prompts) if self.spec.prompt_key(text) not in self.cache]
+        return sorted(set(missing))
+
+
+def check_complete(dataset: CachedDataset, config: PlanConfig, recipe_hint: str = "RECIPE.yaml") -> None:
+    """Fail before step 1 when any training sample lacks its entry, saying how many and how to fill them."""
+    missing = dataset.missing(config)
+    if missing:
+        shown = "\n".join(f"  {item}" for item in missing[:10])
+        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise CacheMissError(
+            f"{len(missing)} training sample(s) or caption(s) have no entry in the latent cache "
+            f"{dataset.cache.directory} for these settings (sizes, frames, model):\n{shown}{more}\n"
+            f"Run `hf-easyanimate precompute {recipe_hint} --latent_cache_dir {dataset.cache.directory}` first "
+            "(it encodes only what is missing)."
+        )
+
+
+@dataclass
+class CachedInpaintMasks:
+    """Inpaint masks whose masked-video latents the cache holds: first frame shown (image-to-video) or
+    everything masked (text-to-video), half and half for videos; images are always fully masked.
+
+    The other kinds of :mod:`hf_easyanimate.data.masks` need a VAE pass over each new mask, which is what
+    the cache removes; docs/cache.md says so.
+    """
+
+    first_frame_probability: float = 0.5
+
+    def __call__(self, num_frames: int, height: int, width: int) -> torch.Tensor:
+        mask = torch.ones((num_frames, 1, height, width), dtype=torch.uint8)
+        if num_frames > 1 and float(torch.rand(())) < self.first_frame_probability:
+            mask[0] = 0
+        return mask
+
+
+def first_frame_mask(num_frames: int, height: int, width: int) -> torch.Tensor:
+    """(F, 1, H, W) mask showing frame 0 only: the variant precompute encodes."""
+    mask = torch.ones((num_frames, 1, height, width), dtype=torch.uint8)
+    mask[0] = 0
+    return mask
+
+
+@dataclass
+class CachedCollator:
+    """Stacks cached posteriors and prompt embeddings, cut to the batch's frame count like pixels are."""
+
+    config: PlanConfig = field(default_factory=PlanConfig)
+    mask_generator: Callable[[int, int, int], torch.Tensor] | None = None
+
+    def __call__(self, samples: list[dict]) -> dict:
+        plan = samples[0]["plan"]
+        frames, tile = EasyAnimateCollator(self.config).frames_and_tile(plan, [s["available_frames"] for s in samples])
+        keep = latent_frames(frames, self.config.temporal_compression)
+        batch = {
+            LATENT_MEAN: torch.stack([s["latents"]["mean"][:, :keep] for s in samples]),
+            LATENT_STD: torch.stack([s["latents"]["std"][:, :keep] for s in samples]),
+            "text": [s["text"] for s in samples],
+            "data_type": plan.kind,
+            "sample_index": [int(s["index"]) for s in samples],
+            BATCH_KEY: [],
+        }
+        for name in PROMPT_KEYS:
+            if name in samples[0]["prompt"]:
+                batch[name] = torch.stack([s["prompt"][name] for s in samples])
+        if self.mask_generator is not None:
+            masks = torch.stack([self.mask_generator(frames, plan.height, plan.width) for _ in samples])
+            batch["mask"] = masks
+            batch[MASKED_VIDEO_LATENTS] = torch.stack([
+                s["latents"][FIRST_FRAME][:, :keep] if FIRST_FRAME in s["latents"] and not bool(m.min())
+                else torch.zeros_like(s["latents"]["mean"][:, :keep])
+                for s, m in zip(samples, masks)
+            ])
+        return tile_batch(batch, tile)

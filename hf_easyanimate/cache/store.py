@@ -1,0 +1,102 @@
+"""Safetensors shards of cached tensors: written atomically, indexed by key on open, read lazily (mmap).
+
+Each shard holds many entries; an entry ``key`` is the tensors named ``key/<name>`` plus a JSON dict in the
+shard's metadata. Shards are written under a temporary name and renamed, so a killed precompute leaves only
+complete shards, and a rerun skips every key they hold.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import uuid
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+SHARD_GLOB = "*.safetensors"
+_INFO = "entries"
+
+
+class LatentCache:
+    """Read side: which keys exist, and their tensors and info; picklable (open files are per process)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._where: dict[str, str] = {}
+        self._info: dict[str, dict] = {}
+        self._handles: dict[str, object] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Index every complete shard (headers only)."""
+        for path in sorted(glob.glob(os.path.join(self.directory, SHARD_GLOB))):
+            if path in self._where.values():
+                continue
+            with safe_open(path, framework="pt") as shard:
+                info = json.loads((shard.metadata() or {}).get(_INFO, "{}"))
+            for key, value in info.items():
+                self._where[key] = path
+                self._info[key] = value
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def info(self, key: str) -> dict:
+        return self._info[key]
+
+    def load(self, key: str) -> dict[str, torch.Tensor]:
+        """The tensors of ``key`` by name (``KeyError`` naming the cache folder when missing)."""
+        path = self._where.get(key)
+        if path is None:
+            raise KeyError(f"{key} is not in the latent cache {self.directory}; run `hf-easyanimate precompute`")
+        shard = self._handles.get(path)
+        if shard is None:
+            shard = self._handles[path] = safe_open(path, framework="pt")
+        names = self._info[key]["tensors"]
+        return {name: shard.get_tensor(f"{key}/{name}") for name in names}
+
+
+class ShardWriter:
+    """Write side: collects entries and writes a shard every ``entries_per_shard`` of them (and on close)."""
+
+    def __init__(self, directory: str, prefix: str, entries_per_shard: int = 64) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.directory = directory
+        self.prefix = prefix
+        self.entries_per_shard = entries_per_shard
+        self._tensors: dict[str, torch.Tensor] = {}
+        self._info: dict[str, dict] = {}
+        self.written = 0
+
+    def add(self, key: str, tensors: dict[str, torch.Tensor], **info) -> None:
+        for name, tensor in tensors.items():
+            self._tensors[f"{key}/{name}"] = tensor.detach().to("cpu").contiguous()
+        self._info[key] = {**info, "tensors": sorted(tensors)}
+        if len(self._info) >= self.entries_per_shard:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending entries as one shard: temporary name, then an atomic rename."""
+        if not self._info:
+            return
+        name = f"{self.prefix}-{uuid.uuid4().hex[:12]}.safetensors"
+        final = os.path.join(self.directory, name)
+        temporary = os.path.join(self.directory, f".{name}.tmp")
+        save_file(self._tensors, temporary, metadata={_INFO: json.dumps(self._info)})
+        os.replace(temporary, final)
+        self.written += len(self._info)
+        self._tensors, self._info = {}, {}
+
+    def close(self) -> None:
+        self.flush()
