@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -56,3 +57,14 @@ def quiet_threads() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def step_bench_options(description: str) -> argparse.Namespace:
+    """``--steps/--warmup/--rounds`` of the step-time benchmarks, parsed, with the threads quietened."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    quiet_threads()
+    return options

@@ -12,14 +12,13 @@ rounds.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 
 import torch
-from _tiny import StepTimer, argv, prepare, quiet_threads
+from _tiny import StepTimer, argv, prepare, step_bench_options
 
 from hf_easyanimate.cache.setup import precompute_main
 from hf_easyanimate.parser import parse_args
@@ -59,12 +58,7 @@ def transformer_only(trainer, steps: int, warmup: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args()
-    quiet_threads()
+    options = step_bench_options('Steady-state step time with the latent cache vs without, and a cached step vs transformer-only fwd+bwd.')
     with tempfile.TemporaryDirectory() as folder:
         model, meta = prepare(folder)
         cache = os.path.join(folder, "latents")

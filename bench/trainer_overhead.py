@@ -13,14 +13,13 @@ barely moves), medians over rounds.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 
 import torch
-from _tiny import StepTimer, argv, prepare, quiet_threads
+from _tiny import StepTimer, argv, prepare, step_bench_options
 from torch.utils.data import DataLoader
 
 from hf_easyanimate.cache.setup import precompute_main
@@ -74,12 +73,7 @@ def bare_step(args_list: list[str], steps: int, warmup: int) -> tuple[float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args()
-    quiet_threads()
+    options = step_bench_options('Step time of ``EasyAnimateTrainer`` vs a bare PyTorch loop: same tiny model, batches, loss and optimizer.')
     with tempfile.TemporaryDirectory() as folder:
         model, meta = prepare(folder)
         cache = os.path.join(folder, "latents")
