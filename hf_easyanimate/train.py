@@ -242,6 +242,12 @@ def setup_logging(args: EasyAnimateTrainingArguments) -> None:
     transformers.utils.logging.set_verbosity(level)
 
 
+def needs_encoder_weights(data_args: DataArguments, args: EasyAnimateTrainingArguments) -> bool:
+    """Whether the run encodes anything itself: not when it trains from the latent cache with no eval set and
+    no validation samples (then the VAE and text encoder are built from their configs only)."""
+    return not data_args.latent_cache_dir or bool(data_args.eval_data_meta) or bool(args.validation_prompts)
+
+
 def run(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -274,6 +280,7 @@ def run(
         transformer_path=model_args.transformer_path,
         vae_path=model_args.vae_path,
         config_path=model_args.config_path,
+        encoder_weights=needs_encoder_weights(data_args, args),
     )
     objective = build_objective(args, components)
     inpaint = build_inpaint_conditioner(components)

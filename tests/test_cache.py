@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 
@@ -45,10 +46,23 @@ def test_cached_run_matches_uncached_loss_sequence(tiny_model_dir, demo_data, fi
 
 
 def test_cached_run_keeps_encoders_off_the_accelerator(tiny_model_dir, demo_data, filled_cache, tmp_path):
+    # With an eval set the encoders are loaded, but live in CPU memory and visit the accelerator per eval batch.
     trainer = run(*parse_args(flags(tiny_model_dir, demo_data, str(tmp_path / "b"), "--max_steps", "1",
-                                    "--latent_cache_dir", filled_cache)))
-    assert trainer.encoders.low_vram and trainer.encoders.home == torch.device("cpu")
+                                    "--latent_cache_dir", filled_cache, "--eval_data_meta", demo_data)))
+    assert trainer.encoders.loaded and trainer.encoders.low_vram and trainer.encoders.home == torch.device("cpu")
     assert trainer.encoders.vae.device == torch.device("cpu")
+
+
+def test_cached_run_with_nothing_to_encode_never_reads_encoder_weights(tiny_model_dir, demo_data, filled_cache,
+                                                                       tmp_path):
+    trainer = run(*parse_args(flags(tiny_model_dir, demo_data, str(tmp_path / "e"), "--max_steps", "2",
+                                    "--latent_cache_dir", filled_cache)))
+    encoders = trainer.encoders
+    assert not encoders.loaded and encoders.vae.device == torch.device("meta")
+    assert all(p.is_meta for m in encoders.prompt_encoder.text_encoders for p in m.parameters())
+    assert len(losses(trainer)) == 2 and all(math.isfinite(x) for x in losses(trainer))
+    with pytest.raises(RuntimeError, match="built without weights"):
+        encoders.encode_prompts(["a prompt"])
 
 
 def test_changed_video_sample_size_misses_the_cache(tiny_model_dir, demo_data, filled_cache, tmp_path):

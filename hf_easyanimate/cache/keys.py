@@ -36,10 +36,14 @@ def _file_identity(path: str | None) -> list | None:
 
 
 def _config(module: Any) -> dict:
+    """A module's config, without where it was loaded from (``model_source`` carries that): a model built from
+    its config alone (no weights, for cached training) must key like the loaded one."""
     config = getattr(module, "config", None)
     if config is None:
         return {}
-    return dict(config.to_dict() if hasattr(config, "to_dict") else config)
+    values = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+    values.pop("_name_or_path", None)
+    return values
 
 
 def model_source(model_args: Any) -> dict:

@@ -11,6 +11,11 @@ from .text import PromptEncoder
 from .vae import encode_pixels, sample_posterior
 
 
+def is_skeleton(module: torch.nn.Module) -> bool:
+    """True for a module built on the meta device (config only, no weights)."""
+    return any(parameter.is_meta for parameter in module.parameters())
+
+
 class FrozenEncoders:
     """Encodes pixels and captions; with ``low_vram`` each encoder visits the accelerator only to encode.
 
@@ -32,9 +37,18 @@ class FrozenEncoders:
         self.low_vram = low_vram
         self.vae_mini_batch = vae_mini_batch
         self.home = torch.device("cpu") if low_vram else self.device
-        self.vae.to(self.home)
-        for text_encoder in self.prompt_encoder.text_encoders:
-            text_encoder.to(self.home)
+        self.loaded = not any(is_skeleton(m) for m in (self.vae, *self.prompt_encoder.text_encoders))
+        if self.loaded:
+            self.vae.to(self.home)
+            for text_encoder in self.prompt_encoder.text_encoders:
+                text_encoder.to(self.home)
+
+    def _require_weights(self) -> None:
+        if not self.loaded:
+            raise RuntimeError(
+                "the VAE and text encoder were built without weights (training from --latent_cache_dir with no "
+                "--eval_data_meta and no --validation_prompts needs neither); nothing may encode with them"
+            )
 
     @contextlib.contextmanager
     def _on_device(self, *modules: torch.nn.Module) -> Iterator[None]:
@@ -53,10 +67,12 @@ class FrozenEncoders:
 
     def encode_pixels(self, pixels: torch.Tensor, sample: bool = True) -> torch.Tensor:
         """Scaled latents; ``sample=False`` takes the posterior mode (inpaint conditioning)."""
+        self._require_weights()
         with self._on_device(self.vae):
             return encode_pixels(self.vae, pixels, self.vae_mini_batch, sample=sample).to(self.device)
 
     def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        self._require_weights()
         with self._on_device(*self.prompt_encoder.text_encoders):
             encoded = self.prompt_encoder(prompts, device=self.device if not self.low_vram else None)
         return {key: value.to(self.device) for key, value in encoded.items()}

@@ -298,12 +298,21 @@ def load_transformer(
 
 def transformer_skeleton(path: str, revision: str | None = None, cache_dir: str | None = None):
     """The transformer with its config and no weights (meta device): for jobs that only read its config."""
+    return _skeleton(EasyAnimateTransformer3DModel, path, "transformer", revision=revision, cache_dir=cache_dir)
+
+
+def _skeleton(cls, path: str, subfolder: str, dtype: torch.dtype | None = None, revision=None, cache_dir=None):
+    """A diffusers or transformers model built from its config on the meta device: shapes and config, no weights."""
     from accelerate import init_empty_weights
 
-    config = EasyAnimateTransformer3DModel.load_config(path, subfolder="transformer", revision=revision,
-                                                       cache_dir=cache_dir)
+    if hasattr(cls, "config_class") and cls.config_class is not None:  # transformers
+        config = cls.config_class.from_pretrained(path, subfolder=subfolder, revision=revision, cache_dir=cache_dir)
+        with init_empty_weights():
+            return cls._from_config(config, dtype=dtype)
+    config = cls.load_config(path, subfolder=subfolder, revision=revision, cache_dir=cache_dir)
     with init_empty_weights():
-        return EasyAnimateTransformer3DModel.from_config(config)
+        model = cls.from_config(config)
+    return model if dtype is None else model.to(dtype)
 
 
 # --- the repo ---------------------------------------------------------------------------------------
@@ -363,11 +372,13 @@ def load_components(
     vae_path: str | None = None,
     config_path: str | None = None,
     transformer_weights: bool = True,
+    encoder_weights: bool = True,
 ) -> EasyAnimateComponents:
     """Load transformer, VAE, text encoder(s), tokenizer(s) and scheduler of an EasyAnimate repo.
 
     ``transformer_weights=False`` builds the transformer on the meta device from its config only (``precompute``
-    reads its config, not 22 GB of weights).
+    reads its config, not 22 GB of weights). ``encoder_weights=False`` does the same for the VAE and text
+    encoder(s): training from a latent cache with nothing to encode then never reads the 15 GB Qwen2-VL.
 
     ``config_path`` is the original EasyAnimate YAML, if given: it identifies pre-V5 models (refused with
     :class:`UnsupportedModelError`) and supplies ``enable_text_attention_mask`` for V5's encoders.
@@ -385,19 +396,25 @@ def load_components(
             transformer = load_transformer(path, torch_dtype=weight_dtype, variant=variant, **common)
         else:
             transformer = transformer_skeleton(path, **common)
-        vae = AutoencoderKLMagvit.from_pretrained(
-            path, subfolder="vae", torch_dtype=weight_dtype, variant=variant, use_safetensors=True, **common
-        )
-        text_encoder = _component_class(model_index, "text_encoder").from_pretrained(
-            path, subfolder="text_encoder", dtype=weight_dtype, use_safetensors=True, **common
-        )
+        if encoder_weights:
+            vae = AutoencoderKLMagvit.from_pretrained(
+                path, subfolder="vae", torch_dtype=weight_dtype, variant=variant, use_safetensors=True, **common
+            )
+        else:
+            vae = _skeleton(AutoencoderKLMagvit, path, "vae", weight_dtype, **common)
+
+        def text_model(name: str):
+            cls = _component_class(model_index, name)
+            if not encoder_weights:
+                return _skeleton(cls, path, name, weight_dtype, **common)
+            return cls.from_pretrained(path, subfolder=name, dtype=weight_dtype, use_safetensors=True, **common)
+
+        text_encoder = text_model("text_encoder")
         tokenizer = _component_class(model_index, "tokenizer").from_pretrained(path, subfolder="tokenizer", **common)
         scheduler = _component_class(model_index, "scheduler").from_pretrained(path, subfolder="scheduler", **common)
         text_encoder_2 = tokenizer_2 = None
         if model_index.get("text_encoder_2") and model_index["text_encoder_2"][1]:
-            text_encoder_2 = _component_class(model_index, "text_encoder_2").from_pretrained(
-                path, subfolder="text_encoder_2", dtype=weight_dtype, use_safetensors=True, **common
-            )
+            text_encoder_2 = text_model("text_encoder_2")
             tokenizer_2 = _component_class(model_index, "tokenizer_2").from_pretrained(
                 path, subfolder="tokenizer_2", **common
             )
@@ -414,7 +431,7 @@ def load_components(
 
     if transformer_path:
         _load_state_dict_over(transformer, transformer_path, "transformer")
-    if vae_path:
+    if vae_path and encoder_weights:
         _load_state_dict_over(vae, vae_path, "vae")
     for module in (vae, text_encoder, text_encoder_2):
         if module is not None:
