@@ -97,7 +97,7 @@ def test_rows_with_wrong_types_are_flagged_not_crashed_on(tmp_path):
     assert (meta.heights[0], meta.widths[0]) == (48, 64)
 
 
-def test_paths_climbing_out_of_the_data_dir_are_used_and_logged(tmp_path, caplog):
+def test_paths_climbing_out_of_the_data_dir_are_used_and_logged(tmp_path, caplog, capsys):
     data_dir = tmp_path / "dataset"
     shared = tmp_path / "shared_clips"
     os.makedirs(data_dir / "clips")
@@ -120,6 +120,12 @@ def test_paths_climbing_out_of_the_data_dir_are_used_and_logged(tmp_path, caplog
     assert problems == [] and sorted(index.rows.tolist()) == [0, 1, 2, 3]  # allowed: still trained on
     warning = [r.getMessage() for r in caplog.records if "outside --train_data_dir" in r.getMessage()]
     assert len(warning) == 1 and "row 2: ../shared_clips/outside.mp4" in warning[0]
+    status = validate_data_main(["--train_data_meta", meta_path, "--train_data_dir", str(data_dir),
+                                 "--video_sample_n_frames", "5", "--video_sample_stride", "1",
+                                 "--data_cache_dir", str(tmp_path / "cache")])
+    printed = capsys.readouterr().out
+    assert status == 0 and "0 problem(s)" in printed  # a note, not a problem
+    assert "note: 1 file_path(s) point outside --train_data_dir" in printed and "row 2:" in printed
 
 
 def test_validate_data_reports_zero_frame_one_frame_and_bomb_files(tmp_path, capsys):

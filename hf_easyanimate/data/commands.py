@@ -75,7 +75,7 @@ def validate_data_main(argv: list[str]) -> int:
               f"{len(problems)} problem(s)")
         if problems:
             print(format_problem_table(problems))
-        note = outside_data_dir_note(meta)
+        note = outside_data_dir_note(meta, outside)
         if note:
             print(f"note: {note}")
     return 1 if problems else 0

@@ -148,26 +148,23 @@ def prepare_index(
         logger.warning("data: %d metadata row(s) left out of training:\n%s", len(problems),
                        "\n".join(f"  {p.line()}" for p in problems[:20])
                        + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""))
-    warn_outside_data_dir(meta)
+    note = outside_data_dir_note(meta)
+    if note:
+        logger.warning("data: %s", note)
     index = SampleIndex.build(meta, usable, repeat, data_args.enable_bucket)
     return meta, index, problems
 
 
-def outside_data_dir_note(meta: MetadataTable, limit: int = 5) -> str | None:
-    """One line (plus examples) about rows whose ``file_path`` leaves ``--train_data_dir`` via ``..``."""
-    rows = meta.rows_outside_data_dir()
+def outside_data_dir_note(meta: MetadataTable, rows: np.ndarray | None = None, limit: int = 5) -> str | None:
+    """One line (plus examples) about ``rows`` (default: all rows) whose ``file_path`` leaves
+    ``--train_data_dir`` via ``..``."""
+    rows = meta.rows_outside_data_dir() if rows is None else rows
     if not len(rows):
         return None
     examples = "\n".join(f"  row {int(row)}: {meta.raw_path(int(row))}" for row in rows[:limit])
     more = f"\n  ... and {len(rows) - limit} more" if len(rows) > limit else ""
     return (f"{len(rows)} file_path(s) point outside --train_data_dir {meta.data_dir} through '..'; they are "
             f"used as given:\n{examples}{more}")
-
-
-def warn_outside_data_dir(meta: MetadataTable) -> None:
-    note = outside_data_dir_note(meta)
-    if note:
-        logger.warning("data: %s", note)
 
 
 def build_train_data(
