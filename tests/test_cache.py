@@ -98,20 +98,26 @@ def test_sample_posterior_draws_what_encode_pixels_draws(tiny_model_dir):
         assert torch.allclose(sample_posterior(mean, std, mini_batch, vae.config.scaling_factor), expected, atol=1e-6)
 
 
-def test_precompute_resumes_where_a_killed_run_stopped(tiny_model_dir, demo_data, tmp_path):
-    from hf_easyanimate.cache.precompute import precompute
+def precompute_parts(model_dir: str, meta: str, tmp_path) -> tuple[str, object, object, object, object]:
+    """(cache folder, cached dataset, plan config, VAE, prompt encoder) for a precompute of the tiny demo."""
     from hf_easyanimate.cache.setup import build_cached_data, cache_spec
     from hf_easyanimate.models.loading import load_components
     from hf_easyanimate.models.text import build_prompt_encoder
 
     cache = str(tmp_path / "latents")
-    model_args, data_args, args = parse_args(flags(tiny_model_dir, demo_data, str(tmp_path / "o"),
-                                                   "--latent_cache_dir", cache))
-    components = load_components(tiny_model_dir)
+    model_args, data_args, _ = parse_args(flags(model_dir, meta, str(tmp_path / "o"), "--latent_cache_dir", cache))
+    components = load_components(model_dir)
     encoder = build_prompt_encoder(components, model_args.tokenizer_max_length)
     spec = cache_spec(model_args, data_args, components.vae, encoder, inpaint=False)
     dataset, _, _, config = build_cached_data(data_args, spec, 2, 42, 1, 0, 4)
-    first = precompute(dataset, config, components.vae, encoder, "cpu", progress=False, entries_per_shard=1)
+    return cache, dataset, config, components.vae, encoder
+
+
+def test_precompute_resumes_where_a_killed_run_stopped(tiny_model_dir, demo_data, tmp_path):
+    from hf_easyanimate.cache.precompute import precompute
+
+    cache, dataset, config, vae, encoder = precompute_parts(tiny_model_dir, demo_data, tmp_path)
+    first = precompute(dataset, config, vae, encoder, "cpu", progress=False, entries_per_shard=1)
     assert first.latents_written == 12 and first.latents_present == 0 and first.failed == 0
     shards = sorted(f for f in os.listdir(cache) if f.endswith(".safetensors"))
     # A killed run: five shards never made it, one died mid-write (only its temporary file exists).
@@ -119,7 +125,7 @@ def test_precompute_resumes_where_a_killed_run_stopped(tiny_model_dir, demo_data
         os.remove(os.path.join(cache, name))
     open(os.path.join(cache, ".rank000-dead.safetensors.tmp"), "wb").write(b"partial")
     dataset.cache = LatentCache(cache)
-    second = precompute(dataset, config, components.vae, encoder, "cpu", progress=False)
+    second = precompute(dataset, config, vae, encoder, "cpu", progress=False)
     assert second.latents_written + second.prompts_written == 5
     assert second.latents_present + second.prompts_present == len(shards) - 5
     assert dataset.missing(config) == []
@@ -168,18 +174,9 @@ def test_inpaint_training_from_cache(tiny_inpaint_model_dir, demo_data, tmp_path
 
 def test_ranks_encode_disjoint_shares_that_cover_the_run(tiny_model_dir, demo_data, tmp_path):
     from hf_easyanimate.cache.precompute import precompute
-    from hf_easyanimate.cache.setup import build_cached_data, cache_spec
-    from hf_easyanimate.models.loading import load_components
-    from hf_easyanimate.models.text import build_prompt_encoder
 
-    cache = str(tmp_path / "latents")
-    model_args, data_args, _ = parse_args(flags(tiny_model_dir, demo_data, str(tmp_path / "o"),
-                                                "--latent_cache_dir", cache))
-    components = load_components(tiny_model_dir)
-    encoder = build_prompt_encoder(components, model_args.tokenizer_max_length)
-    spec = cache_spec(model_args, data_args, components.vae, encoder, inpaint=False)
-    dataset, _, _, config = build_cached_data(data_args, spec, 2, 42, 1, 0, 4)
-    reports = [precompute(dataset, config, components.vae, encoder, "cpu", rank=rank, world_size=2, progress=False)
+    cache, dataset, config, vae, encoder = precompute_parts(tiny_model_dir, demo_data, tmp_path)
+    reports = [precompute(dataset, config, vae, encoder, "cpu", rank=rank, world_size=2, progress=False)
                for rank in (0, 1)]
     assert [r.latents_written for r in reports] == [6, 6]
     assert sorted(os.listdir(cache))[0].startswith("rank000") and sorted(os.listdir(cache))[-1].startswith("rank001")
