@@ -9,7 +9,7 @@ posterior with the step's keyed RNG.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,20 +111,30 @@ class CachedDataset(Dataset):
             "problems": [],
         }
 
+    def planned_entries(self, config: PlanConfig) -> Iterator[tuple[int, str, BatchPlan]]:
+        """(index, entry key, plan) for every index: the entries training reads (precompute writes them)."""
+        for i in range(len(self.index)):
+            plan = fixed_plan(config, self.index, i)
+            yield i, self._key(i, plan), plan
+
+    def needed_texts(self) -> set[str]:
+        """Every caption training can ask for: each row's text, plus "" when captions are dropped."""
+        texts = {self.metadata.text(int(row)) for row in np.unique(self.index.rows)}
+        if self.spec.options.text_drop_ratio > 0:
+            texts.add("")
+        return texts
+
     def missing(self, config: PlanConfig) -> list[str]:
         """Metadata files (and captions) of this index that have no entry: empty when training can start."""
         missing = []
-        needed_prompts = {""} if self.spec.options.text_drop_ratio > 0 else set()
-        for i in range(len(self.index)):
-            row = int(self.index.rows[i])
-            key = self._key(i, fixed_plan(config, self.index, i))
+        for i, key, _ in self.planned_entries(config):
             if key not in self.cache or (
                 self.spec.inpaint and self.index.kinds[i] == KIND_VIDEO
                 and FIRST_FRAME not in self.cache.info(key)["tensors"]
             ):
-                missing.append(self.metadata.path(row))
-            needed_prompts.add(self.metadata.text(row))
-        missing += [f"caption {text!r}" for text in sorted(needed_prompts) if self.spec.prompt_key(text) not in self.cache]
+                missing.append(self.metadata.path(int(self.index.rows[i])))
+        missing += [f"caption {text!r}" for text in sorted(self.needed_texts())
+                    if self.spec.prompt_key(text) not in self.cache]
         return sorted(set(missing))
 
 
@@ -154,10 +164,9 @@ class CachedInpaintMasks:
     first_frame_probability: float = 0.5
 
     def __call__(self, num_frames: int, height: int, width: int) -> torch.Tensor:
-        mask = torch.ones((num_frames, 1, height, width), dtype=torch.uint8)
         if num_frames > 1 and float(torch.rand(())) < self.first_frame_probability:
-            mask[0] = 0
-        return mask
+            return first_frame_mask(num_frames, height, width)
+        return torch.ones((num_frames, 1, height, width), dtype=torch.uint8)
 
 
 def first_frame_mask(num_frames: int, height: int, width: int) -> torch.Tensor:
@@ -173,10 +182,14 @@ class CachedCollator:
 
     config: PlanConfig = field(default_factory=PlanConfig)
     mask_generator: Callable[[int, int, int], torch.Tensor] | None = None
+    _pixels: EasyAnimateCollator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pixels = EasyAnimateCollator(self.config)  # its frame arithmetic, so both cut batches alike
 
     def __call__(self, samples: list[dict]) -> dict:
         plan = samples[0]["plan"]
-        frames, tile = EasyAnimateCollator(self.config).frames_and_tile(plan, [s["available_frames"] for s in samples])
+        frames, tile = self._pixels.frames_and_tile(plan, [s["available_frames"] for s in samples])
         keep = latent_frames(frames, self.config.temporal_compression)
         batch = {
             LATENT_MEAN: torch.stack([s["latents"]["mean"][:, :keep] for s in samples]),

@@ -19,12 +19,11 @@ from tqdm.auto import tqdm
 
 from ..data.buckets import frames_on_vae_grid
 from ..data.collator import resize_and_center_crop
-from ..data.metadata import MetadataTable
 from ..data.plan import BatchPlan, PlanConfig
 from ..data.video import FrameSampling, SampleReadError, read_image, read_video_clip
 from ..inpaint import masked_pixels
 from ..models.vae import encode_pixels, encode_posterior
-from .data import FIRST_FRAME, CachedDataset, CacheSpec, first_frame_mask, fixed_plan
+from .data import FIRST_FRAME, CachedDataset, CacheSpec, first_frame_mask
 from .store import LatentCache, ShardWriter
 
 logger = logging.getLogger(__name__)
@@ -58,19 +57,10 @@ class PrecomputeReport:
 def latent_targets(dataset: CachedDataset, config: PlanConfig) -> list[LatentTarget]:
     """Every distinct entry the training index needs (a repeated video is one entry)."""
     targets: dict[str, LatentTarget] = {}
-    for i in range(len(dataset.index)):
-        plan = fixed_plan(config, dataset.index, i)
+    for i, key, plan in dataset.planned_entries(config):
         path = dataset.metadata.path(int(dataset.index.rows[i]))
-        key = dataset.spec.latent_key(path, dataset.kind(i), plan)
         targets.setdefault(key, LatentTarget(key, path, dataset.kind(i), plan))
     return list(targets.values())
-
-
-def needed_prompts(metadata: MetadataTable, dataset: CachedDataset) -> list[str]:
-    texts = {metadata.text(int(row)) for row in np.unique(dataset.index.rows)}
-    if dataset.spec.options.text_drop_ratio > 0:
-        texts.add("")
-    return sorted(texts)
 
 
 class PixelReader(Dataset):
@@ -155,7 +145,7 @@ def precompute(
     spec = dataset.spec
     report = PrecomputeReport()
     writer = ShardWriter(cache.directory, prefix=f"rank{rank:03d}", entries_per_shard=entries_per_shard)
-    texts = needed_prompts(dataset.metadata, dataset)[rank::world_size]
+    texts = sorted(dataset.needed_texts())[rank::world_size]
     todo_texts = [text for text in texts if spec.prompt_key(text) not in cache]
     report.prompts_present = len(texts) - len(todo_texts)
     homes = [module.device for module in prompt_encoder.text_encoders]

@@ -16,6 +16,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..atomic import atomic_path
+
 SHARD_GLOB = "*.safetensors"
 _INFO = "entries"
 
@@ -91,10 +93,9 @@ class ShardWriter:
         if not self._info:
             return
         name = f"{self.prefix}-{uuid.uuid4().hex[:12]}.safetensors"
-        final = os.path.join(self.directory, name)
-        temporary = os.path.join(self.directory, f".{name}.tmp")
-        save_file(self._tensors, temporary, metadata={_INFO: json.dumps(self._info)})
-        os.replace(temporary, final)
+        # The temporary name starts with a dot, so SHARD_GLOB never sees a half-written shard.
+        with atomic_path(os.path.join(self.directory, name)) as temporary:
+            save_file(self._tensors, temporary, metadata={_INFO: json.dumps(self._info)})
         self.written += len(self._info)
         self._tensors, self._info = {}, {}
 
