@@ -16,8 +16,8 @@ from functools import cached_property
 
 from transformers import TrainingArguments
 
-from . import distributed
 from .data.buckets import frames_on_vae_grid
+from .training import distributed
 
 logger = logging.getLogger(__name__)
 

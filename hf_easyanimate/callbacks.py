@@ -6,7 +6,7 @@ original trainer does), the main process samples ``--validation_prompts`` with a
 LoRA-wrapped transformer. It writes ``output_dir/validation/step-N/prompt-XX.mp4`` and ``contact_sheet.png``
 and logs the sheet to TensorBoard (into the event file of Trainer's own ``TensorBoardCallback``) and to
 wandb when that tracker is active. Other processes wait at a barrier. Sampling runs with its own seeded
-generator inside :func:`~hf_easyanimate.evaluation.preserved_rng_state`, so the training RNG stream is the
+generator inside :func:`~hf_easyanimate.training.evaluation.preserved_rng_state`, so the training RNG stream is the
 same with or without validation, and the transformer goes back to train mode afterwards.
 """
 
@@ -25,7 +25,6 @@ import torch
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
-from .evaluation import preserved_rng_state
 from .media import (
     CONTACT_SHEET,
     VALIDATION_DIR,
@@ -36,6 +35,7 @@ from .media import (
     write_mp4,
     write_png,
 )
+from .training.evaluation import preserved_rng_state
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,6 @@ from .data import (
     build_train_data,
 )
 from .data.masks import InpaintMaskGenerator
-from .distributed import EngineReport
-from .guards import CheckpointSaveError, NonFiniteLossError
 from .inpaint import InpaintConditioner
 from .legacy import ModelConfigMismatch, report_model_config
 from .models.encoders import FrozenEncoders
@@ -49,19 +47,13 @@ from .objectives import (
     Objective,
 )
 from .parser import RecipeError, parse_args
-from .resume import CheckpointNotFound, resolve_resume
 from .trainer import EasyAnimateTrainer
+from .training.distributed import EngineReport
+from .training.guards import CheckpointSaveError, NonFiniteLossError
+from .training.resume import CheckpointNotFound, resolve_resume
+from .training.runtime import setup_logging, weight_dtype
 
 logger = logging.getLogger("hf_easyanimate")
-
-
-def weight_dtype(args: EasyAnimateTrainingArguments) -> torch.dtype:
-    """dtype of the frozen weights: the mixed-precision dtype, since they never receive gradients."""
-    if args.bf16:
-        return torch.bfloat16
-    if args.fp16:
-        return torch.float16
-    return torch.float32
 
 
 def build_objective(args: EasyAnimateTrainingArguments, components: EasyAnimateComponents) -> Objective:
@@ -233,13 +225,6 @@ def build_validation(
     )
     tensorboard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
     return ValidationCallback(sampler, args.validation_steps, args.validation_epochs, tensorboard=tensorboard)
-
-
-def setup_logging(args: EasyAnimateTrainingArguments) -> None:
-    level = args.get_process_log_level()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    logger.setLevel(level)
-    transformers.utils.logging.set_verbosity(level)
 
 
 def needs_encoder_weights(data_args: DataArguments, args: EasyAnimateTrainingArguments) -> bool:

@@ -24,18 +24,18 @@ from . import hub
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .cache.data import LATENT_MEAN, LATENT_STD, MASKED_VIDEO_LATENTS, PROMPT_KEYS
 from .callbacks import use_diffusers_tensorboard
-from .clipping import original_clip_norm
 from .data.problems import BATCH_KEY, DataProblemLog, DataProblemsCallback
 from .data.sampler import unshard_batch_sampler
-from .evaluation import EncodeOnce, pinned_index, seeded
-from .guards import CheckpointSaveError, NonFiniteLossError, NonFiniteLossGuard, SkipUpdate
 from .inpaint import InpaintConditioner, empty_inpaint_latents
-from .memory import attention_context_factory
 from .models.encoders import FrozenEncoders
 from .models.lora_files import EASYANIMATE_LORA_NAME, atomic_copy, atomic_path, save_easyanimate_lora, save_peft_model
 from .models.lora_format import from_peft
 from .objectives import Objective
-from .reproducibility import (
+from .training.attention import attention_context_factory
+from .training.clipping import original_clip_norm
+from .training.evaluation import EncodeOnce, pinned_index, seeded
+from .training.guards import CheckpointSaveError, NonFiniteLossError, NonFiniteLossGuard, SkipUpdate
+from .training.reproducibility import (
     SAMPLE_KEYS,
     ReplayableBatchSampler,
     ReplayableCollator,
@@ -43,7 +43,7 @@ from .reproducibility import (
     seeded_rngs,
     step_seed,
 )
-from .resume import rotate_checkpoints_keeping
+from .training.resume import rotate_checkpoints_keeping
 
 
 def _hf_api():

@@ -3,7 +3,7 @@
 "Same global batch" with a bucket sampler: the sampler plans batches of ``per_device_train_batch_size``
 from (seed, epoch); accelerate hands batch i to rank i % world_size. So 2 ranks x 1 micro-batch and
 1 process x 2 accumulated micro-batches see *identical* micro-batches at every optimizer step, and since
-every random draw is keyed by the samples (hf_easyanimate.reproducibility), identical noise and timesteps.
+every random draw is keyed by the samples (hf_easyanimate.training.reproducibility), identical noise and timesteps.
 The gradients then differ only by summation order: DDP (gloo all-reduce of two fp32 gradients) matches
 bit-for-bit here, DeepSpeed (flat fp32 partitions, its own Adam step) within 1e-4 on the weights.
 The ZeRO-2 run is also resumed from its checkpoint-2 on 2 ranks and must end on the same weights.

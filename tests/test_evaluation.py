@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from hf_easyanimate.evaluation import EncodeOnce, pinned_index, preserved_rng_state, seeded
 from hf_easyanimate.objectives import FlowMatchingObjective
 from hf_easyanimate.objectives.base import grid_indices
+from hf_easyanimate.training.evaluation import EncodeOnce, pinned_index, preserved_rng_state, seeded
 
 
 def test_grid_is_the_centres_of_equal_bins():

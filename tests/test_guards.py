@@ -14,9 +14,9 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 import hf_easyanimate.train as train_module
-from hf_easyanimate.guards import CheckpointSaveError
 from hf_easyanimate.parser import parse_args
 from hf_easyanimate.trainer import EasyAnimateTrainer
+from hf_easyanimate.training.guards import CheckpointSaveError
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 CHECKPOINT_FILES = {"adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt",

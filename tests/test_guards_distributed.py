@@ -17,7 +17,7 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, port: int, results: mp.SimpleQueue) -> None:
-    from hf_easyanimate.guards import NonFiniteLossGuard
+    from hf_easyanimate.training.guards import NonFiniteLossGuard
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:

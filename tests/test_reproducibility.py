@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hf_easyanimate.legacy import LegacyFlagConflict
 from hf_easyanimate.parser import parse_args
-from hf_easyanimate.reproducibility import (
+from hf_easyanimate.training.reproducibility import (
     SAMPLE_KEYS,
     ReplayableBatchSampler,
     ReplayableCollator,

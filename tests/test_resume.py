@@ -15,8 +15,8 @@ from conftest import RECIPES, REPO_ROOT, demo_overrides
 from safetensors.torch import load_file
 
 from hf_easyanimate.parser import parse_args
-from hf_easyanimate.resume import CheckpointNotFound, resolve_resume, rotate_checkpoints_keeping
 from hf_easyanimate.train import run
+from hf_easyanimate.training.resume import CheckpointNotFound, resolve_resume, rotate_checkpoints_keeping
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 K = 4  # cpu_demo plans 3 batches per epoch: checkpoint-4 is inside epoch 1 and step 8 inside epoch 2

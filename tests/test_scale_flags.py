@@ -14,14 +14,14 @@ from conftest import RECIPES, demo_overrides
 from transformers import TrainerCallback
 
 from hf_easyanimate.args import ArgumentValidationError
-from hf_easyanimate.clipping import linear_decay, original_clip_norm
-from hf_easyanimate.distributed import ZERO2_CONFIG
 from hf_easyanimate.legacy import LegacyFlagConflict, ModelConfigMismatch, read_model_config, report_model_config
-from hf_easyanimate.memory import attention_context_factory, memory_efficient_sdpa_backends
 from hf_easyanimate.models.encoders import FrozenEncoders
 from hf_easyanimate.models.vae import encode_pixels
 from hf_easyanimate.parser import parse_args
 from hf_easyanimate.train import run
+from hf_easyanimate.training.attention import attention_context_factory, memory_efficient_sdpa_backends
+from hf_easyanimate.training.clipping import linear_decay, original_clip_norm
+from hf_easyanimate.training.distributed import ZERO2_CONFIG
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 
@@ -209,7 +209,7 @@ def test_memory_efficient_attention_choice(caplog):
     backends = memory_efficient_sdpa_backends(torch.device("cuda"))
     assert SDPBackend.MATH not in backends and SDPBackend.EFFICIENT_ATTENTION in backends
     assert memory_efficient_sdpa_backends(torch.device("cpu")) is None
-    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.memory"):
+    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.training.attention"):
         factory = attention_context_factory(True, "cpu")
     assert "no memory-efficient attention kernel on cpu" in caplog.text
     with factory():

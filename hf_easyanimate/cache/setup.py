@@ -44,7 +44,7 @@ def precompute_main(argv: Sequence[str] | None = None) -> int:
     from ..models.loading import ModelLoadError, load_components
     from ..models.text import build_prompt_encoder
     from ..parser import parse_args
-    from ..train import setup_logging, weight_dtype
+    from ..training.runtime import setup_logging, weight_dtype
     from .precompute import precompute
 
     try:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import set_seed
 
-from .objectives import Objective
+from ..objectives import Objective
 
 
 @contextlib.contextmanager
