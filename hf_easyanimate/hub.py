@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .models.lora_files import EASYANIMATE_LORA_NAME, PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME
+from .training.secrets import is_secret
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,9 @@ HUB_FILES = (*LORA_FILES["peft"], *LORA_FILES["easyanimate"], RECIPE_NAME, MODEL
 # Trainer's resume state, pushed only inside checkpoint folders with --hub_strategy checkpoint|all_checkpoints,
 # whose purpose is resuming from the Hub. It is LoRA-sized (Adam moments of the adapter), never base weights.
 RESUME_STATE_PREFIXES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state")
-# Fields derived by TrainingArguments.__post_init__ or secret: not part of a recipe.
+# Fields derived by TrainingArguments.__post_init__: not part of a recipe (secrets never are either).
 NOT_RECIPE_FIELDS = {
-    "hub_token", "accelerator_config", "debug", "activation_checkpointing", "gradient_checkpointing",
+    "accelerator_config", "debug", "activation_checkpointing", "gradient_checkpointing",
     "disable_tqdm", "logging_dir", "local_rank",
 }
 
@@ -65,7 +66,7 @@ def effective_recipe(*argument_objects: Any) -> dict[str, Any]:
         if arguments is None:
             continue
         for field in dataclasses.fields(arguments):
-            if not field.init or field.name in NOT_RECIPE_FIELDS or field.name.endswith("_token"):
+            if not field.init or field.name in NOT_RECIPE_FIELDS or is_secret(field.name):
                 continue
             value, default = _plain(getattr(arguments, field.name)), _plain(_default(field))
             if value == default or (field.name == "report_to" and value in ([], ["none"]) and default == "none"):

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import (
     PREFIX_CHECKPOINT_DIR,
     HubStrategy,
@@ -44,6 +45,7 @@ from .training.reproducibility import (
     step_seed,
 )
 from .training.resume import rotate_checkpoints_keeping
+from .training.secrets import save_training_args
 
 
 def _hf_api():
@@ -207,8 +209,7 @@ class EasyAnimateTrainer(Trainer):
         with atomic_path(os.path.join(output_dir, hub.RECIPE_NAME)) as temporary:
             with open(temporary, "w", encoding="utf-8") as handle:
                 handle.write(hub.recipe_yaml(self.recipe()))
-        with atomic_path(os.path.join(output_dir, "training_args.bin")) as temporary:
-            torch.save(self.args, temporary)
+        save_training_args(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))  # hub_token redacted
 
     def _save_easyanimate_lora(self, model, path: str, state_dict: dict | None) -> None:
         """The kohya-style file, in the training weight dtype like the original (float32 without mixed precision)."""
@@ -369,8 +370,8 @@ class EasyAnimateTrainer(Trainer):
             if protect:
                 self.args.save_total_limit = limit
         if protect and self.args.should_save:
-            with atomic_path(os.path.join(folder, "training_args.bin")) as temporary:
-                torch.save(self.args, temporary)  # written above with the limit switched off
+            # written above with the limit switched off
+            save_training_args(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
             rotate_checkpoints_keeping(run_dir, limit, keep={self.resumed_from, self.state.best_model_checkpoint})
 
     # --- guards ---------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.hf_api import RepoUrl
 
 # Tests never touch the network: every model and clip is generated locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,3 +76,29 @@ def demo_overrides(model_dir: str, meta_path: str, output_dir: str) -> list[str]
         "--train_data_meta", meta_path,
         "--output_dir", output_dir,
     ]
+
+
+@pytest.fixture
+def hub_recorder(monkeypatch):
+    """Record create_repo / create_commit calls (with the token each got) instead of talking to the Hub."""
+    calls = {"repos": [], "commits": [], "tokens": []}
+
+    def create_repo(self, repo_id, *, token=None, private=None, exist_ok=False, **kwargs):
+        calls["repos"].append({"repo_id": repo_id, "private": private, "exist_ok": exist_ok})
+        calls["tokens"].append(token)
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_commit(self, repo_id, operations, *, commit_message, token=None, revision=None, **kwargs):
+        files = {}
+        for operation in operations:
+            with open(operation.path_or_fileobj, "rb") as handle:
+                content = handle.read()
+            assert len(content) == operation.upload_info.size
+            files[operation.path_in_repo] = {"size": operation.upload_info.size, "content": content}
+        calls["commits"].append({"repo_id": repo_id, "message": commit_message, "files": files})
+        calls["tokens"].append(token)
+        return {"commit_message": commit_message}
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    return calls

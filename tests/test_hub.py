@@ -13,8 +13,7 @@ import os
 import pytest
 import yaml
 from conftest import RECIPES, demo_overrides
-from huggingface_hub import HfApi, ModelCard
-from huggingface_hub.hf_api import RepoUrl
+from huggingface_hub import ModelCard
 
 from hf_easyanimate.hub import CardFacts, format_size, loss_curve_points, model_card_text
 from hf_easyanimate.parser import parse_args
@@ -24,30 +23,6 @@ DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 REPO_FILES = {"adapter_model.safetensors", "adapter_config.json", "easyanimate_lora.safetensors",
               "training_recipe.yaml", "README.md"}
 RESUME_STATE = {"trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
-
-
-@pytest.fixture
-def hub_recorder(monkeypatch):
-    """Record create_repo / create_commit calls instead of talking to the Hub."""
-    calls = {"repos": [], "commits": []}
-
-    def create_repo(self, repo_id, *, token=None, private=None, exist_ok=False, **kwargs):
-        calls["repos"].append({"repo_id": repo_id, "private": private, "exist_ok": exist_ok})
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def create_commit(self, repo_id, operations, *, commit_message, token=None, revision=None, **kwargs):
-        files = {}
-        for operation in operations:
-            with open(operation.path_or_fileobj, "rb") as handle:
-                content = handle.read()
-            assert len(content) == operation.upload_info.size
-            files[operation.path_in_repo] = {"size": operation.upload_info.size, "content": content}
-        calls["commits"].append({"repo_id": repo_id, "message": commit_message, "files": files})
-        return {"commit_message": commit_message}
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    return calls
 
 
 def train_and_push(model_dir, demo_data, out, strategy, *extra):
