@@ -10,7 +10,6 @@ import json
 import logging
 import os
 
-import pytest
 import yaml
 from conftest import RECIPES, demo_overrides
 from huggingface_hub import ModelCard
