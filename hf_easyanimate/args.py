@@ -205,6 +205,15 @@ class DataArguments:
             "every clip is centre-cropped to a video_sample_size (image_sample_size) square."
         },
     )
+    bucket_remainder: str = field(
+        default="drop",
+        metadata={
+            "help": "What happens to a bucket's samples that do not fill a whole batch in an epoch: 'drop' (the "
+            "original: they wait for a later epoch, so a bucket smaller than the batch is never trained) or "
+            "'fill' (topped up with other samples of the same bucket, repeated if needed, so every sample is "
+            "trained every epoch)."
+        },
+    )
     random_ratio_crop: bool = field(
         default=False,
         metadata={"help": "With --enable_bucket: crop each batch to a randomly drawn aspect ratio (15 ratios)."},
@@ -315,6 +324,8 @@ class DataArguments:
             value = getattr(self, key)
             if value is not None:
                 _require(value > 0, key, "must be positive", value)
+        _require(self.bucket_remainder in ("drop", "fill"), "bucket_remainder", "must be 'drop' or 'fill'",
+                 self.bucket_remainder)
         for flag in ("random_hw_adapt", "random_ratio_crop"):
             if getattr(self, flag) and not self.enable_bucket:
                 logger.warning("--%s only acts with --enable_bucket (as in the original); ignored.", flag)
@@ -346,6 +357,15 @@ class DataArguments:
             self.fixed_frame_window = True
 
 
+# Sections of EasyAnimateTrainingArguments' own flags in `--help` and docs/flags.md; the others are "run".
+OBJECTIVE_FLAGS = (
+    "loss_type", "prediction_type", "train_sampling_steps", "uniform_sampling", "weighting_scheme", "logit_mean",
+    "logit_std", "mode_scale", "snr_loss", "noise_offset", "input_perturbation", "noise_share_in_frames",
+    "noise_share_in_frames_ratio", "motion_sub_loss", "motion_sub_loss_ratio",
+)
+MEMORY_FLAGS = ("vae_mini_batch", "low_vram", "enable_xformers_memory_efficient_attention", "multi_stream")
+
+
 @dataclass
 class EasyAnimateTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus EasyAnimate's objective, memory and validation flags."""
@@ -375,14 +395,25 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     report_to: None | str | list[str] = field(
         default="tensorboard", metadata={"help": "Trackers (original default 'tensorboard'); 'none' disables."}
     )
+    log_level_replica: str = field(
+        default="error",
+        metadata={
+            "help": "Log level of processes other than the main one: 'error' so that their notices, which repeat "
+            "the main process's, are not printed N times (Trainer's default: 'warning')."
+        },
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: batches carry pixels and captions, not model kwargs."}
     )
 
     # --- objective ----------------------------------------------------------------------------
-    loss_type: str = field(
-        default="sigma",
-        metadata={"help": "Diffusion objective: 'flow' (V5.1), 'ddpm' (V5, V4) or 'sigma' (V3, V2)."},
+    loss_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "Diffusion objective: 'flow' (V5.1), 'ddpm' (V5, V4) or 'sigma' (V3, V2). Default: the one the "
+            "checkpoint was trained with, read from its scheduler (FlowMatch: flow; DDPM/DDIM: ddpm; the V3/V2 "
+            "learned-variance transformers: sigma)."
+        },
     )
     prediction_type: str | None = field(
         default=None,
@@ -489,6 +520,14 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     tracker_project_name: str = field(
         default="text2video-fine-tune", metadata={"help": "Project name for trackers (original flag)."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an --output_dir that already holds an earlier run (checkpoints, LoRA, "
+            "trainer_state.json): its checkpoints and LoRA files are deleted first. Without it such a run stops "
+            "before loading any model, saying what is there (or resume it with --resume_from_checkpoint latest)."
+        },
+    )
     save_state: bool = field(
         default=True,
         metadata={"help": "Checkpoints hold optimizer/scheduler/RNG state too, so runs resume exactly."},
@@ -516,10 +555,19 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             "or one for all. Without them an InP model samples text-to-video (everything masked)."
         },
     )
-    validation_steps: int = field(default=2000, metadata={"help": "Sample validation prompts every N steps."})
-    validation_epochs: int = field(
-        default=5,
-        metadata={"help": "Also sample after epoch 1, 1 + N, 1 + 2N, ... (the original's epoch % N == 0, 0-based)."},
+    validation_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Sample validation prompts every N steps. Given alone, it is the only schedule. With neither "
+            "this nor --validation_epochs, the original's two schedules run: every 2000 steps and every 5 epochs."
+        },
+    )
+    validation_epochs: int | None = field(
+        default=None,
+        metadata={
+            "help": "Sample after epoch 1, 1 + N, 1 + 2N, ... (the original's epoch % N == 0, 0-based). Given alone, "
+            "it is the only schedule (see --validation_steps)."
+        },
     )
     validation_num_frames: int | None = field(
         default=None,
@@ -559,7 +607,7 @@ class EasyAnimateTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         self._configure_launch()
-        _require(self.loss_type in LOSS_TYPES, "loss_type", f"must be one of {LOSS_TYPES}", self.loss_type)
+        _require(self.loss_type in (None, *LOSS_TYPES), "loss_type", f"must be one of {LOSS_TYPES}", self.loss_type)
         _require(
             self.weighting_scheme in WEIGHTING_SCHEMES,
             "weighting_scheme",
@@ -587,6 +635,17 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             0.0 <= self.noise_share_in_frames_ratio <= 1.0, "noise_share_in_frames_ratio", "must be in [0, 1]",
             self.noise_share_in_frames_ratio,
         )
+        if self.loss_type is not None:  # else resolved from the checkpoint, then checked (train.py)
+            self.warn_inapplicable_flags()
+        self._resolve_validation_schedule()
+        self._check_optimizer_available()
+        super().__post_init__()
+        if self.scale_lr:
+            self._scale_learning_rate()
+
+    # --- objective-dependent notes ---------------------------------------------------------------
+    def warn_inapplicable_flags(self) -> None:
+        """One warning per flag that the chosen --loss_type ignores (called once the loss type is known)."""
         if self.uniform_sampling and self.loss_type == "flow":
             logger.warning(
                 "--uniform_sampling has no effect with --loss_type flow: flow draws its timesteps from "
@@ -607,10 +666,11 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             )
         if self.motion_sub_loss and self.loss_type == "sigma":
             logger.warning("--motion_sub_loss has no effect with --loss_type sigma, as in the original trainer.")
-        self._check_optimizer_available()
-        super().__post_init__()
-        if self.scale_lr:
-            self._scale_learning_rate()
+
+    def _resolve_validation_schedule(self) -> None:
+        """Either schedule alone is the only one; neither given means the original's two (2000 steps, 5 epochs)."""
+        if self.validation_steps is None and self.validation_epochs is None:
+            self.validation_steps, self.validation_epochs = 2000, 5
 
     # --- launch / device set-up -----------------------------------------------------------------
     def _configure_launch(self) -> None:
@@ -644,12 +704,21 @@ class EasyAnimateTrainingArguments(TrainingArguments):
                 True,
             )
             setattr(self, launcher_precision, True)
+        # Said once by the main process after logging is set up (train.py), not by every rank at parse time.
+        self.launch_notes: list[str] = []
         if distributed.needs_cpu_process_group() and not self.deepspeed and not self.use_cpu:
-            logger.warning(
-                "%d processes were launched but no GPU is available: training with CPU DDP over gloo (--use_cpu).",
-                distributed.launched_world_size(),
+            self.launch_notes.append(
+                f"{distributed.launched_world_size()} processes were launched but no GPU is available: training with "
+                "CPU DDP over gloo (--use_cpu)."
             )
             self.use_cpu = True
+        if self.bf16 and not self.use_cpu and not distributed.has_accelerator():
+            # Trainer refuses bf16 without a GPU unless --use_cpu; the seed lines say --mixed_precision bf16.
+            self.launch_notes.append("no GPU: training on the CPU with bf16 autocast (--mixed_precision bf16).")
+            self.use_cpu = True
+        note = distributed.single_process_cpu_launch()
+        if note:
+            logger.warning(note)
 
     @cached_property
     def _setup_devices(self):
@@ -713,11 +782,14 @@ class EasyAnimateTrainingArguments(TrainingArguments):
         """Ranges of every numeric flag, checked before anything is built (the message names the rule)."""
         positive = ("learning_rate", "train_sampling_steps", "vae_mini_batch", "per_device_train_batch_size",
                     "per_device_eval_batch_size", "gradient_accumulation_steps", "adam_epsilon", "logit_std",
-                    "initial_grad_norm_ratio", "validation_steps", "validation_epochs",
-                    "validation_num_inference_steps", "eval_timesteps", "max_consecutive_nonfinite")
+                    "initial_grad_norm_ratio", "validation_num_inference_steps", "eval_timesteps",
+                    "max_consecutive_nonfinite")
         for key in positive:
             value = getattr(self, key)
             _require(value > 0, key, "must be positive", value)
+        for key in ("validation_steps", "validation_epochs"):
+            value = getattr(self, key)
+            _require(value is None or value > 0, key, "must be positive", value)
         # abnormal_norm_clip_start may be negative: that switches the original's adaptive clipping off.
         non_negative = ("weight_decay", "warmup_steps", "max_grad_norm", "noise_offset", "input_perturbation",
                         "validation_guidance_scale", "dataloader_num_workers")

@@ -1,7 +1,7 @@
 """Validation sampling during training: the current LoRA through the real diffusers EasyAnimate pipeline.
 
-Every ``--validation_steps`` steps (and after epoch 1, 1 + N, ... for ``--validation_epochs`` N, as the
-original trainer does), the main process samples ``--validation_prompts`` with an ``EasyAnimatePipeline`` (or
+Every ``--validation_steps`` steps and/or after epoch 1, 1 + N, ... for ``--validation_epochs`` N (either one
+alone is the only schedule; neither given means both, at the original's 2000 steps and 5 epochs), the main process samples ``--validation_prompts`` with an ``EasyAnimatePipeline`` (or
 ``EasyAnimateInpaintPipeline`` for InP checkpoints) assembled from the frozen components and the live,
 LoRA-wrapped transformer. It writes ``output_dir/validation/step-N/prompt-XX.mp4`` and ``contact_sheet.png``
 and logs the sheet to TensorBoard (into the event file of Trainer's own ``TensorBoardCallback``) and to
@@ -224,7 +224,7 @@ class ValidationCallback(TrainerCallback):
     land in the same event file as the losses.
     """
 
-    def __init__(self, sampler: ValidationSampler, every_steps: int, every_epochs: int,
+    def __init__(self, sampler: ValidationSampler, every_steps: int | None, every_epochs: int | None,
                  tensorboard: TrainerCallback | None = None) -> None:
         self.sampler = sampler
         self.every_steps = every_steps
@@ -234,7 +234,7 @@ class ValidationCallback(TrainerCallback):
         self.failures = 0
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every_steps == 0:
+        if self.every_steps and state.global_step % self.every_steps == 0:
             self.validate(args, state, model)
         return control
 
@@ -242,6 +242,8 @@ class ValidationCallback(TrainerCallback):
         epoch = state.epoch or 0.0
         finished = round(epoch)  # 1 after the first epoch
         # Trainer also calls on_epoch_end when max_steps stops it mid-epoch; only whole epochs count.
+        if not self.every_epochs:
+            return control
         if abs(epoch - finished) < 1e-6 and finished >= 1 and (finished - 1) % self.every_epochs == 0:
             self.validate(args, state, model)
         return control

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Sequence
 
 
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A sub-command parser whose --help shows every default."""
+    return argparse.ArgumentParser(
+        prog=f"hf-easyanimate {prog}", description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+
+
 def _train(argv: list[str]) -> int:
     from .train import main as train_main
 
-    return train_main(argv)
+    return train_main(argv, prog="hf-easyanimate train")
 
 
 def _make_tiny_model(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hf-easyanimate make-tiny-model",
-        description="Write a tiny random EasyAnimate repo (diffusers layout) for tests and demos.",
-    )
-    parser.add_argument("output_dir")
+    parser = _parser("make-tiny-model", "Write a tiny random EasyAnimate repo (the real checkpoints' on-disk layout) "
+                     "for tests and demos. Its samples are noise by design: the weights are random.")
+    parser.add_argument("output_dir", help="folder to write (created)")
     parser.add_argument("--version", default="v5.1", choices=["v5.1", "v5"], help="v5.1: Qwen2-VL; v5: BERT + T5.")
     parser.add_argument("--inpaint", action="store_true", help="InP variant (image-to-video).")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = parser.parse_args(argv)
     from .testing import make_tiny_model
 
@@ -32,14 +38,12 @@ def _make_tiny_model(argv: list[str]) -> int:
 
 
 def _make_demo_data(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hf-easyanimate make-demo-data",
-        description="Write synthetic mp4 clips, png images and an EasyAnimate metadata.json.",
-    )
-    parser.add_argument("output_dir")
-    parser.add_argument("--videos", type=int, default=8)
-    parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = _parser("make-demo-data", "Write synthetic mp4 clips (moving coloured shapes), png images and an "
+                     "EasyAnimate metadata.json describing them.")
+    parser.add_argument("output_dir", help="folder to write (created)")
+    parser.add_argument("--videos", type=int, default=8, help="number of clips")
+    parser.add_argument("--images", type=int, default=4, help="number of images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of colours, shapes and motions")
     args = parser.parse_args(argv)
     from .testing import make_demo_data
 
@@ -49,10 +53,7 @@ def _make_demo_data(argv: list[str]) -> int:
 
 
 def _export_lora(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hf-easyanimate export-lora",
-        description="Convert a LoRA between the peft adapter and the EasyAnimate/ComfyUI (kohya) file.",
-    )
+    parser = _parser("export-lora", "Convert a LoRA between the peft adapter and the EasyAnimate/ComfyUI (kohya) file.")
     parser.add_argument("input", help="LoRA file, peft adapter folder, or training output / checkpoint-N folder.")
     parser.add_argument("--to", required=True, choices=["easyanimate", "peft"], help="Format to write.")
     parser.add_argument("output", help="easyanimate: a .safetensors file (or a folder); peft: a folder.")
@@ -61,12 +62,14 @@ def _export_lora(argv: list[str]) -> int:
     parser.add_argument("--key_style", choices=["original", "diffusers"], default="original",
                         help="easyanimate only: module names of the original EasyAnimate transformer (attn2.*; "
                         "loads in EasyAnimate and ComfyUI) or of the diffusers one.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace the output file(s) if they exist.")
     args = parser.parse_args(argv)
     from .models.lora_files import export_lora, read_lora
     from .models.lora_format import LoraFormatError
 
     try:
-        written = export_lora(args.input, args.to, args.output, dtype=args.dtype, key_style=args.key_style)
+        written = export_lora(args.input, args.to, args.output, dtype=args.dtype, key_style=args.key_style,
+                              overwrite=args.overwrite)
         summary = read_lora(written[0]).summary() if args.to == "easyanimate" else read_lora(args.output).summary()
     except (LoraFormatError, ValueError) as error:
         print(f"hf-easyanimate export-lora: error: {error}", file=sys.stderr)
@@ -77,26 +80,48 @@ def _export_lora(argv: list[str]) -> int:
     return 0
 
 
+def trained_size(lora: str | None) -> tuple[dict, str | None]:
+    """(num_frames, height, width) a LoRA was trained at, from the training_recipe.yaml beside it, and that path."""
+    if not lora or not os.path.exists(lora):
+        return {}, None
+    from .args import DataArguments
+    from .data.buckets import frames_on_vae_grid
+    from .hub import RECIPE_NAME
+
+    path = os.path.join(lora if os.path.isdir(lora) else os.path.dirname(lora), RECIPE_NAME)
+    if not os.path.isfile(path):
+        return {}, None
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        recipe = yaml.safe_load(handle) or {}
+    defaults = DataArguments.__dataclass_fields__
+    side = int(recipe.get("video_sample_size", defaults["video_sample_size"].default))
+    frames = int(recipe.get("video_sample_n_frames", defaults["video_sample_n_frames"].default))
+    return {"num_frames": frames_on_vae_grid(frames, 4), "height": side, "width": side}, path
+
+
 def _sample(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hf-easyanimate sample",
-        description="Render a clip with diffusers' EasyAnimate pipeline and your LoRA, and write it as mp4.",
-    )
+    parser = _parser("sample", "Render a clip with diffusers' EasyAnimate pipeline and your LoRA, and write it as mp4.")
     parser.add_argument("--model", required=True, help="Base model: Hub id or diffusers-layout folder.")
     parser.add_argument("--lora", default=None, help="LoRA file or folder (either format); omit for the base model.")
     parser.add_argument("--lora_scale", type=float, default=1.0, help="LoRA strength (1.0 = as trained).")
-    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--prompt", required=True, help="what to render")
     parser.add_argument("--negative_prompt", default="", help="Negative prompt for classifier-free guidance.")
     parser.add_argument("--image", default=None,
                         help="First frame (image-to-video; needs an InP checkpoint). The rest is generated.")
     parser.add_argument("--out", required=True, help="Output .mp4 path.")
-    parser.add_argument("--num_frames", type=int, default=49, help="Frames to render (4n+1: 1, 5, 9, ..., 49).")
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--num_frames", type=int, default=None,
+                        help="Frames to render (4n+1: 1, 5, 9, ..., 49). Default: the LoRA's training frames "
+                        "(its training_recipe.yaml), else 49.")
+    parser.add_argument("--height", type=int, default=None,
+                        help="Frame height in pixels. Default: the LoRA's training size, else 512.")
+    parser.add_argument("--width", type=int, default=None,
+                        help="Frame width in pixels. Default: the LoRA's training size, else 512.")
     parser.add_argument("--steps", type=int, default=50, help="Denoising steps.")
-    parser.add_argument("--guidance_scale", type=float, default=6.0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--fps", type=int, default=8)
+    parser.add_argument("--guidance_scale", type=float, default=6.0, help="classifier-free guidance scale")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the initial noise")
+    parser.add_argument("--fps", type=int, default=8, help="frames per second of the mp4")
     parser.add_argument("--device", default=None, help="Default: cuda when available, else cpu.")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                         help="Default: bfloat16 on cuda, float32 on cpu.")
@@ -109,6 +134,12 @@ def _sample(argv: list[str]) -> int:
     from .media import write_mp4
     from .models.lora_format import LoraFormatError
 
+    trained, source = trained_size(args.lora)
+    for key, fallback in (("num_frames", 49), ("height", 512), ("width", 512)):
+        if getattr(args, key) is None:
+            setattr(args, key, trained.get(key, fallback))
+    if source:
+        print(f"size and frames from {source}: {args.width}x{args.height}, {args.num_frames} frames")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     try:
@@ -133,6 +164,9 @@ def _sample(argv: list[str]) -> int:
     with atomic_path(args.out) as temporary:
         write_mp4(temporary, frames, fps=args.fps)
     print(f"wrote {args.out}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}")
+    return 0
+
+
 def _report(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-easyanimate report",
@@ -189,12 +223,31 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"hf-easyanimate {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = [f"  {name:<18} {help_text}" for name, (_, help_text) in COMMANDS.items()]
-        print("usage: hf-easyanimate COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines))
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        text = ("usage: hf-easyanimate COMMAND [ARGS]   (hf-easyanimate COMMAND --help for its flags)\n\ncommands:\n"
+                + "\n".join(lines) + "\n\n  --version          print the version")
+        known = not argv or argv[0] in ("-h", "--help")
+        if not known:
+            close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+            text = f"hf-easyanimate: unknown command {argv[0]!r}" + (f"; did you mean {close[0]!r}?" if close else "") \
+                + "\n" + text
+        print(text, file=sys.stdout if known else sys.stderr)
+        return 0 if known else 2
     handler, _ = COMMANDS[argv[0]]
-    return handler(argv[1:])
+    from . import quiet
+
+    quiet.install()
+    try:
+        return handler(argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C while loading or writing: no traceback (training handles its own)
+        print("\nhf-easyanimate: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -249,3 +249,21 @@ def push_files(
     if run_as_future:
         return api.run_as_future(api.create_commit, **kwargs)
     return api.create_commit(**kwargs)
+
+
+def written_summary(output_dir: str, formats: Sequence[str], rank: int, alpha: float, checkpoints: Sequence[str]) -> str:
+    """What training wrote, for the last lines of a run: each LoRA file with its format and size, rank and alpha."""
+    labels = {"peft": "peft adapter (diffusers, load_lora_into_pipeline)", "easyanimate": "EasyAnimate / ComfyUI file"}
+    lines = [f"LoRA (rank {rank}, alpha {alpha:g}) written to {output_dir}:"]
+    for kind in formats:
+        names = [n for n in LORA_FILES[kind] if os.path.isfile(os.path.join(output_dir, n))]
+        if names:
+            size = sum(os.path.getsize(os.path.join(output_dir, n)) for n in names)
+            lines.append(f"  {labels[kind]}: {', '.join(os.path.join(output_dir, n) for n in names)} "
+                         f"({format_size(size)})")
+    if os.path.isfile(os.path.join(output_dir, RECIPE_NAME)):
+        lines.append(f"  recipe: {os.path.join(output_dir, RECIPE_NAME)} (`hf-easyanimate train {RECIPE_NAME}` "
+                     "reruns it)")
+    if checkpoints:
+        lines.append(f"  checkpoints: {', '.join(checkpoints)} (resumable with --resume_from_checkpoint latest)")
+    return "\n".join(lines)

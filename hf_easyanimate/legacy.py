@@ -94,6 +94,8 @@ LEGACY_FLAGS: dict[str, LegacyFlag] = {
     "allow_tf32": LegacyFlag(None, _allow_tf32),
     "deepspeed_config_file": LegacyFlag("deepspeed"),
     "validation_batch_size": LegacyFlag("per_device_eval_batch_size"),
+    # transformers 5 renamed it and warns (FutureWarning) on the old name; the seed lines use the old one.
+    "gradient_checkpointing": LegacyFlag("activation_checkpointing"),
     "not_sigma_loss": LegacyFlag(None, _not_sigma_loss),
     "non_ema_revision": LegacyFlag(
         None, note="--non_ema_revision has no effect (the original only printed a deprecation warning for it)."

@@ -60,12 +60,31 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+MIN_SHEET_FRAME = 256  # px: smaller frames (tiny models, low-res validation) are enlarged to stay readable
+
+
+def enlarged(video: np.ndarray, min_side: int = MIN_SHEET_FRAME) -> np.ndarray:
+    """(F, H, W, 3) frames scaled up by a whole factor (nearest neighbour, pixels stay crisp) to >= ``min_side``."""
+    factor = -(-min_side // max(1, min(video.shape[1:3])))
+    return video if factor <= 1 else video.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def _caption_font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=16)  # FreeType build of Pillow >= 10.1
+    except (TypeError, OSError):
+        return ImageFont.load_default()
+
+
 def contact_sheet(videos: Sequence[np.ndarray], captions: Sequence[str], columns: int = 8,
-                  caption_height: int = 14) -> np.ndarray:
+                  caption_height: int = 22) -> np.ndarray:
     """One row per video: a caption strip above up to ``columns`` evenly spaced frames.
 
-    Videos are (F, H, W, 3) uint8 and may differ in size; each row is as tall as its video. Returns the
-    sheet as an (H, W, 3) uint8 array (what TensorBoard's ``add_image`` and PIL both take).
+    Videos are (F, H, W, 3) uint8 and may differ in size; frames under 256 px are enlarged to at least that, and
+    each row is as tall as its frames. Returns the sheet as an (H, W, 3) uint8 array (what TensorBoard's
+    ``add_image`` and PIL both take).
     """
     from PIL import Image, ImageDraw
 
@@ -73,16 +92,17 @@ def contact_sheet(videos: Sequence[np.ndarray], captions: Sequence[str], columns
         raise ValueError("contact_sheet needs at least one video")
     gap = 2
     rows = []
+    font = _caption_font()
     for video, caption in zip(videos, captions):
-        indices = pick_frames(len(video), columns)
+        frames = enlarged(np.asarray(video)[pick_frames(len(video), columns)])
+        last = len(frames) - 1
         strip = np.concatenate(
-            [np.pad(video[i], ((0, 0), (0, gap if n < len(indices) - 1 else 0), (0, 0))) for n, i in enumerate(indices)],
-            axis=1,
+            [np.pad(frame, ((0, 0), (0, gap if n < last else 0), (0, 0))) for n, frame in enumerate(frames)], axis=1
         )
         label = Image.new("RGB", (strip.shape[1], caption_height), (255, 255, 255))
         text = printable(caption)
         text = text if len(text) <= 120 else text[:117] + "..."
-        ImageDraw.Draw(label).text((2, 1), text, fill=(0, 0, 0))
+        ImageDraw.Draw(label).text((4, 2), text, fill=(0, 0, 0), font=font)
         rows.append(np.concatenate([np.asarray(label), strip], axis=0))
     width = max(row.shape[1] for row in rows)
     padded = [np.pad(row, ((0, gap), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]

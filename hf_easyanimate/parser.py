@@ -10,11 +10,13 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from argparse import ArgumentError, ArgumentTypeError
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
+from transformers.hf_argparser import string_to_bool
 
 from .args import (
     ArgumentValidationError,
@@ -24,6 +26,7 @@ from .args import (
     check_combination,
 )
 from .legacy import LEGACY_FLAGS, LegacyFlagConflict, same_cli_value, translate_legacy
+from .training.secrets import is_secret
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, EasyAnimateTrainingArguments)
 
@@ -32,8 +35,32 @@ class RecipeError(ValueError):
     """The recipe or command line cannot be turned into arguments; the message says why and where."""
 
 
+class _ArgumentParser(HfArgumentParser):
+    """``HfArgumentParser`` whose errors are exceptions carrying one line, never a usage dump and ``exit(2)``.
+
+    The callers print the line and exit 2 themselves, so a typo in one of ~300 flags does not bury the reason
+    under the full usage text.
+    """
+
+    def error(self, message: str):
+        raise RecipeError(message)
+
+
 def build_parser() -> HfArgumentParser:
-    return HfArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False)
+    return _ArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False, exit_on_error=False, add_help=False)
+
+
+HELP_FLAGS = ("-h", "--help")
+
+
+def wants_help(argv: Sequence[str]) -> bool:
+    """``-h``/``--help`` anywhere among the flags (not as the value of another flag, which flags never take)."""
+    return any(token in HELP_FLAGS for token in argv)
+
+
+def split_recipe(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(recipe path or None, the remaining flags): the recipe is the first ``*.yaml`` positional or ``--config``."""
+    return _split_config([token for token in argv if token not in HELP_FLAGS])
 
 
 def known_keys(parser: HfArgumentParser | None = None) -> set[str]:
@@ -116,6 +143,50 @@ def _translate_cli(argv: list[str], valid: set[str]) -> list[str]:
     return rewritten
 
 
+def _targets(key: str, value: Any) -> list[tuple[str, Any]]:
+    """The field(s) a key sets and the raw value each gets (original flag names translated)."""
+    if key in LEGACY_FLAGS:
+        return list(LEGACY_FLAGS[key].translate(value).items())
+    return [(key, value)]
+
+
+def _expected(action) -> str:
+    """What a flag's value must look like, for error messages."""
+    if action.choices is not None:
+        return "one of " + ", ".join(str(choice) for choice in action.choices)
+    if action.type is string_to_bool:
+        return "true or false"
+    if action.type is int:
+        return "an integer"
+    if action.type is float:
+        return "a number (e.g. 1e-4)"
+    return "a string"
+
+
+def check_value(action, value: Any, key: str, recipe: str | None = None) -> None:
+    """Convert ``value`` as argparse would for ``action``; a failure is one line naming the flag (or recipe key),
+    the value, where it came from and what was expected."""
+    if value is None or (isinstance(value, bool) and action.type in (string_to_bool, None)):
+        return
+    scalar = action.nargs in (None, "?")
+    shown = "<redacted>" if is_secret(key) else value
+    source = f"{key}: {shown!r} in recipe {recipe}" if recipe else f"--{key} {shown!r} on the command line"
+
+    def fail(got: str = "") -> RecipeError:
+        return RecipeError(f"{source}: expected {_expected(action)}{got}")
+
+    if isinstance(value, dict) or (scalar and isinstance(value, list)):
+        count = f" of {len(value)} values" if isinstance(value, list) else ""
+        raise fail(f", got a {type(value).__name__}{count}")
+    for item in value if isinstance(value, list) else [value]:
+        try:
+            converted = action.type(str(item)) if action.type is not None else str(item)
+        except (ValueError, TypeError, ArgumentTypeError):
+            raise fail() from None
+        if action.choices is not None and converted not in action.choices:
+            raise fail()
+
+
 def _check_unknown(keys: Sequence[str], valid: set[str], where: str) -> None:
     for key in keys:
         if key not in valid and key not in LEGACY_FLAGS:
@@ -130,13 +201,24 @@ def _prepared_parser(argv: Sequence[str] | None) -> tuple[HfArgumentParser, list
 
     recipe_path, cli = _split_config(argv)
     recipe: dict[str, Any] = {}
+    actions = {action.dest: action for action in parser._actions if action.option_strings}
     if recipe_path is not None:
         recipe = load_recipe(recipe_path)
         _check_unknown(recipe, valid, f"recipe {recipe_path}")
+        for key, value in recipe.items():
+            for target, converted in _targets(key, value):
+                check_value(actions[target], converted, key, recipe=recipe_path)
         recipe = translate_legacy(recipe)
 
-    cli_keys = [key for key, _ in _cli_to_pairs(cli)]
-    _check_unknown(cli_keys, valid, "the command line")
+    pairs = _cli_to_pairs(cli)
+    _check_unknown([key for key, _ in pairs], valid, "the command line")
+    for key, values in pairs:
+        value: Any = values[0] if len(values) == 1 else values
+        if key in LEGACY_FLAGS:
+            value = values[0] if len(values) == 1 else (values or True)
+        for target, converted in _targets(key, value):
+            if converted != []:  # a bare boolean flag
+                check_value(actions[target], converted, key)
     cli = _translate_cli(cli, valid)
 
     # Recipe values become defaults; argparse converts string defaults with the field's type, so a YAML
@@ -155,9 +237,9 @@ def parse_args(
     parser, cli = _prepared_parser(argv)
     try:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=cli, look_for_args_file=False)
-    except ArgumentValidationError:
+    except (ArgumentValidationError, RecipeError):
         raise
-    except ValueError as error:
+    except (ValueError, ArgumentError) as error:  # argparse ("expected one argument") or a dataclass rule
         raise RecipeError(str(error)) from error
     check_combination(model_args, data_args, training_args)
     return model_args, data_args, training_args
@@ -172,7 +254,7 @@ def parse_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser, cli = _prepared_parser(argv)
     try:
         return vars(parser.parse_args(cli))
-    except ValueError as error:
+    except (ValueError, ArgumentError) as error:
         raise RecipeError(str(error)) from error
 
 
@@ -181,3 +263,49 @@ def _as_default(value: Any) -> Any:
     if isinstance(value, (list, dict, bool)) or value is None:
         return value
     return str(value)
+
+
+TRAIN_DESCRIPTION = (
+    "Train a LoRA on an EasyAnimate transformer. Start from a recipe in recipes/ (recipes/tiny/cpu_demo.yaml "
+    "runs on a CPU in a minute, after `hf-easyanimate make-tiny-model tiny-model` and `hf-easyanimate "
+    "make-demo-data demo-data`); every flag of the original train_lora.py works under its original name."
+)
+
+
+def usage(prog: str) -> str:
+    return (
+        f"usage: {prog} RECIPE.yaml [--flag value ...]\n"
+        f"       {prog} --pretrained_model_name_or_path MODEL --train_data_meta META --train_data_dir DIR [...]\n"
+        f"Recipes are in recipes/ (try recipes/tiny/cpu_demo.yaml); `{prog} --help` lists every flag."
+    )
+
+
+def early_exit(argv: Sequence[str], prog: str, description: str = TRAIN_DESCRIPTION) -> int | None:
+    """``--help`` (printed, 0), nothing to run (usage, 2), or None to go on: what a command does before parsing."""
+    argv = list(argv)
+    if wants_help(argv):
+        from .flagdocs import format_help
+
+        recipe_path, _ = split_recipe(argv)
+        recipe: dict[str, Any] = {}
+        if recipe_path is not None:
+            try:
+                recipe = translate_legacy(load_recipe(recipe_path))
+            except (RecipeError, ValueError) as error:
+                print(f"{prog}: note: {error}", file=sys.stderr)
+                recipe_path = None
+        print(format_help(prog, description, build_parser(), recipe, recipe_path), end="")
+        return 0
+    if not argv:
+        print(usage(prog), file=sys.stderr)
+        return 2
+    recipe_path, rest = split_recipe(argv)
+    if recipe_path is not None and not rest and os.path.isfile(recipe_path):
+        try:
+            empty = not load_recipe(recipe_path)
+        except RecipeError:
+            return None  # parse_args reports it
+        if empty:
+            print(f"{prog}: error: recipe {recipe_path} is empty: nothing to train\n{usage(prog)}", file=sys.stderr)
+            return 2
+    return None

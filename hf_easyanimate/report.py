@@ -80,8 +80,8 @@ def plot_losses(train: list[tuple[int, float]], evals: list[tuple[int, float]], 
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ReportError(
-            "hf-easyanimate report draws its plot with matplotlib, which is not installed: "
-            "pip install 'hf_easyanimate[report]' (or pip install matplotlib)"
+            "hf-easyanimate report draws its plot with matplotlib, a dependency of hf_easyanimate that is not "
+            "installed in this environment: pip install matplotlib"
         ) from error
 
     figure = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -10,7 +11,9 @@ import torch
 import transformers
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
+from transformers.trainer_utils import get_last_checkpoint
 
+from . import quiet
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .cache import CachedInpaintMasks, CacheMissError, check_complete
 from .cache.setup import build_cached_data, cache_spec
@@ -26,6 +29,7 @@ from .data import (
     build_train_data,
 )
 from .data.masks import InpaintMaskGenerator
+from .data.pipeline import plan_summary
 from .inpaint import InpaintConditioner
 from .legacy import ModelConfigMismatch, report_model_config
 from .models.encoders import FrozenEncoders
@@ -46,12 +50,15 @@ from .objectives import (
     NoiseOptions,
     Objective,
 )
-from .parser import RecipeError, parse_args
+from .parser import RecipeError, early_exit, parse_args
 from .trainer import EasyAnimateTrainer
 from .training.distributed import EngineReport
 from .training.guards import CheckpointSaveError, NonFiniteLossError
-from .training.resume import CheckpointNotFound, resolve_resume
+from .training.outputs import OutputDirError, clear_previous_run
+from .training.preflight import PreflightError, preflight
+from .training.resume import CheckpointNotFound, NothingToTrain
 from .training.runtime import setup_logging, weight_dtype
+from .training.signals import GracefulStop, TrainingInterrupted
 
 logger = logging.getLogger("hf_easyanimate")
 
@@ -79,9 +86,7 @@ def build_objective(args: EasyAnimateTrainingArguments, components: EasyAnimateC
         world_size=args.world_size,
     )
     config = components.scheduler.config
-    if args.loss_type == "flow":
-        if not isinstance(components.scheduler, FlowMatchEulerDiscreteScheduler):
-            logger.warning("--loss_type flow on a checkpoint whose scheduler is %s", type(components.scheduler).__name__)
+    if args.loss_type == "flow":  # a scheduler that disagrees was warned about by the preflight
         return FlowMatchingObjective(
             FlowMatchEulerDiscreteScheduler.from_config(config),
             weighting_scheme=args.weighting_scheme,
@@ -170,6 +175,14 @@ def optimizer_override(args: EasyAnimateTrainingArguments) -> tuple[type, dict] 
     return CAME, {"lr": args.learning_rate, "betas": (0.9, 0.999, 0.9999), "eps": (1e-30, 1e-16)}
 
 
+def report_bucket_plan(sampler: BucketBatchSampler, args: EasyAnimateTrainingArguments) -> None:
+    """One line of what an epoch trains, and a warning when some samples can never be trained."""
+    summary = plan_summary(sampler.index.bucket_counts(), sampler.batch_size, args.world_size, sampler.remainder)
+    logger.info(summary.line())
+    if summary.warning():
+        logger.warning(summary.warning())
+
+
 def build_lora_model(transformer: torch.nn.Module, model_args: ModelArguments, args: EasyAnimateTrainingArguments):
     """The peft-wrapped transformer. Seeded first, so the LoRA's initial weights are a function of --seed
     (Trainer seeds only later, when it is constructed)."""
@@ -241,9 +254,9 @@ def run(
 ) -> EasyAnimateTrainer:
     """Build everything from parsed arguments, train, save the LoRA; returns the trainer."""
     setup_logging(args)
-    if not model_args.pretrained_model_name_or_path:
-        raise RecipeError("--pretrained_model_name_or_path is required")
-    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    for note in getattr(args, "launch_notes", ()):
+        logger.info(note)
+    resume = preflight(model_args, data_args, args)  # flags, data paths, output_dir, resume, model path, loss type
     dtype = weight_dtype(args)
     check_training_setup(
         model_args.pretrained_model_name_or_path,
@@ -280,6 +293,8 @@ def run(
         )
         if model_args.train_mode == "inpaint":
             collator.mask_generator = InpaintMaskGenerator()
+    if args.should_log:
+        report_bucket_plan(sampler, args)
     model = build_lora_model(components.transformer, model_args, args)
     encoders = FrozenEncoders(
         components.vae,
@@ -313,23 +328,60 @@ def run(
         trainer.add_callback(validation)
     if args.report_model_info:
         trainer.add_callback(EngineReport(trainer))
+    stop = GracefulStop()
+    trainer.add_callback(stop)
+    if args.overwrite_output_dir and resume is None and args.should_save:
+        clear_previous_run(args.output_dir)  # only now: a failed load above leaves the earlier run in place
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     trainer.save_state()  # trainer_state.json beside the adapter: the loss history `hf-easyanimate report` plots
+    if stop.signum:
+        raise TrainingInterrupted(stop.stopped_at, stop.signum, get_last_checkpoint(args.output_dir))
+    report_written(trainer)
     return trainer
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def report_written(trainer: EasyAnimateTrainer) -> None:
+    """The run's last lines: where the LoRA went, in which formats, at which rank and alpha."""
+    if not trainer.is_world_process_zero():
+        return
+    from .hub import written_summary
+    from .training.outputs import checkpoints
+
+    config = trainer.accelerator.unwrap_model(trainer.model).peft_config["default"]
+    output_dir = trainer.args.output_dir
+    print(written_summary(output_dir, trainer._lora_formats(), config.r, config.lora_alpha, checkpoints(output_dir)))
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "hf-easyanimate train") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet.install()
+    code = early_exit(argv, prog)
+    if code is not None:
+        return code
     try:
         model_args, data_args, training_args = parse_args(argv)
     except ValueError as error:  # RecipeError, ArgumentValidationError, LegacyFlagConflict
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
+    quiet.deepspeed_in_use(bool(training_args.deepspeed))
     try:
         run(model_args, data_args, training_args)
+    except NothingToTrain as done:
+        print(f"hf-easyanimate: {done}", file=sys.stderr)
+        return 0
+    except TrainingInterrupted as stopped:
+        if training_args.should_log:
+            print(f"hf-easyanimate: {stopped}", file=sys.stderr)
+        return stopped.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before training started, or a second Ctrl-C during it
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        print("\nhf-easyanimate: aborted" + (f"; the last complete checkpoint is {last}" if last else ""),
+              file=sys.stderr)
+        return 130
     except (  # raised before step 1: a clear message and exit code 2, not a traceback
-        CheckpointNotFound, ModelConfigMismatch, LoraTargetError, MetadataError, DataValidationError, EmptyEpochError,
-        CacheMissError,
+        RecipeError, PreflightError, OutputDirError, CheckpointNotFound, ModelConfigMismatch, LoraTargetError,
+        MetadataError, DataValidationError, EmptyEpochError, CacheMissError,
     ) as error:
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2
@@ -341,4 +393,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m hf_easyanimate.train"))

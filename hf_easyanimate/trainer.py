@@ -17,7 +17,6 @@ from transformers.trainer_utils import (
     HubStrategy,
     SaveStrategy,
     get_last_checkpoint,
-    seed_worker,
 )
 from transformers.utils.hub import PushInProgress
 
@@ -46,6 +45,7 @@ from .training.reproducibility import (
 )
 from .training.resume import rotate_checkpoints_keeping
 from .training.secrets import save_training_args
+from .training.signals import seed_worker_for_training
 
 
 def _hf_api():
@@ -160,7 +160,9 @@ class EasyAnimateTrainer(Trainer):
             pin_memory=args.dataloader_pin_memory and torch.cuda.is_available(),
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
             prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers > 0 else None,
-            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+            worker_init_fn=partial(
+                seed_worker_for_training, num_workers=args.dataloader_num_workers, rank=args.process_index
+            ),
         )
         # The sampler is rank-aware: accelerate's BatchSamplerShard must pass its batches through unsplit.
         return unshard_batch_sampler(self.accelerator.prepare(loader), self.train_batch_sampler)
@@ -216,7 +218,7 @@ class EasyAnimateTrainer(Trainer):
         from peft import get_peft_model_state_dict
 
         config = model.peft_config["default"]
-        lora_state = get_peft_model_state_dict(model, state_dict=state_dict)
+        lora_state = get_peft_model_state_dict(model, state_dict=state_dict, save_embedding_layers=False)
         weights = from_peft(lora_state, config.to_dict(), source="training")
         dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
         save_easyanimate_lora(weights, path, dtype=dtype)

@@ -60,7 +60,8 @@ def test_valid_unicode_is_encoded_unchanged_and_a_lone_surrogate_is_replaced(pro
 def test_contact_sheet_labels_survive_hostile_captions(tmp_path):
     frames = torch.randint(0, 255, (3, 16, 16, 3), dtype=torch.uint8).numpy()
     sheet = contact_sheet([frames, frames], [CAPTIONS["lone_surrogate"], CAPTIONS["huge_200k_chars"]])
-    assert sheet.shape[1] == 3 * 16 + 2 * 2 and sheet.dtype.name == "uint8"
+    # 16 px frames are enlarged x16 to the sheet's 256 px minimum; 2 px gaps between the 3 frames
+    assert sheet.shape[1] == 3 * 256 + 2 * 2 and sheet.dtype.name == "uint8"
 
 
 def test_a_repo_with_only_pickle_weights_is_refused(tiny_model_dir, tmp_path):

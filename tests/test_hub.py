@@ -91,7 +91,9 @@ def test_end_strategy_pushes_once_at_the_end_and_only_the_chosen_format(
     out = tmp_path / "run"
     out.mkdir()
     (out / "adapter_model.safetensors").write_bytes(b"stale file from an earlier run")
-    train_and_push(tiny_model_dir, demo_data, str(out), "end", "--save_lora_format", "easyanimate")
+    train_and_push(tiny_model_dir, demo_data, str(out), "end", "--save_lora_format", "easyanimate",
+                   "--overwrite_output_dir", "true")  # without it the earlier run's folder is refused
+    assert not (out / "adapter_model.safetensors").exists()
     assert [commit["message"] for commit in hub_recorder["commits"]] == ["Model save"]
     files = hub_recorder["commits"][0]["files"]
     assert set(files) == {"easyanimate_lora.safetensors", "training_recipe.yaml", "README.md"}

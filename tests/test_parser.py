@@ -47,7 +47,9 @@ def test_original_defaults_are_kept(tmp_path):
     assert (model_args.rank, model_args.network_alpha, model_args.train_mode) == (128, 64, "normal")
     assert (data_args.video_sample_n_frames, data_args.video_sample_stride) == (17, 4)
     assert (args.learning_rate, args.weight_decay, args.per_device_train_batch_size) == (1e-4, 1e-2, 16)
-    assert (args.loss_type, args.vae_mini_batch, args.lr_scheduler_type) == ("sigma", 32, "constant")
+    assert (args.vae_mini_batch, args.lr_scheduler_type) == (32, "constant")
+    assert args.loss_type is None  # follows the checkpoint's scheduler at build time (test_first_contact.py)
+    assert (args.validation_steps, args.validation_epochs) == (2000, 5)  # neither given: both of the original's
 
 
 def test_dialect_flag_and_twin_that_disagree_fail(tmp_path):

@@ -62,8 +62,9 @@ def test_recipe_parses_with_the_seed_values(recipe):
     [("v4/inp_lora.yaml", "HunyuanTransformer3DModel"), ("v4/inp_lora_deepspeed.yaml", "HunyuanTransformer3DModel"),
      ("v3/inp_lora.yaml", "global motion modules"), ("v2/lora.yaml", "motion modules")],
 )
-def test_pre_v5_recipes_stop_before_loading_with_the_missing_component(recipe, missing, tmp_path):
-    model_args, data_args, args = parse_args([os.path.join(RECIPES, recipe), *CPU, "--output_dir", str(tmp_path)])
+def test_pre_v5_recipes_stop_before_loading_with_the_missing_component(recipe, missing, demo_data, tmp_path):
+    data = ["--train_data_dir", os.path.dirname(demo_data), "--train_data_meta", demo_data]  # data flags come first
+    model_args, data_args, args = parse_args([os.path.join(RECIPES, recipe), *CPU, *data, "--output_dir", str(tmp_path)])
     with pytest.raises(UnsupportedModelError) as error:
         run(model_args, data_args, args)
     message = str(error.value)
@@ -71,8 +72,9 @@ def test_pre_v5_recipes_stop_before_loading_with_the_missing_component(recipe, m
     assert "--loss_type flow" in message and "--loss_type ddpm" in message and "V5" in message
 
 
-def test_main_prints_the_unsupported_message_instead_of_a_traceback(tmp_path, capsys):
-    code = main([os.path.join(RECIPES, "v4", "inp_lora.yaml"), *CPU, "--output_dir", str(tmp_path)])
+def test_main_prints_the_unsupported_message_instead_of_a_traceback(demo_data, tmp_path, capsys):
+    data = ["--train_data_dir", os.path.dirname(demo_data), "--train_data_meta", demo_data]
+    code = main([os.path.join(RECIPES, "v4", "inp_lora.yaml"), *CPU, *data, "--output_dir", str(tmp_path)])
     assert code == 1
     assert "not available in diffusers" in capsys.readouterr().err
 

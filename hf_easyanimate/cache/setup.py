@@ -16,6 +16,12 @@ from .store import LatentCache
 
 logger = logging.getLogger(__name__)
 
+PRECOMPUTE_DESCRIPTION = (
+    "Encode every clip's VAE latents and every caption's prompt embedding once, into --latent_cache_dir, with the "
+    "same recipe and flags as training; then train with the same --latent_cache_dir. Resumable; under torchrun the "
+    "ranks share the work."
+)
+
 
 def cache_spec(model_args, data_args, vae, prompt_encoder, inpaint: bool) -> CacheSpec:
     """The identity of this run's entries (frame sampling, text drop, encoder fingerprints)."""
@@ -35,7 +41,8 @@ def build_cached_data(
     meta, index, _ = prepare_index(data_args)
     config = PlanConfig.from_data_args(data_args, temporal_compression)
     dataset = CachedDataset(meta, index, LatentCache(data_args.latent_cache_dir), spec, seed=seed)
-    sampler = BucketBatchSampler(index, batch_size, config, seed=seed, num_replicas=num_replicas, rank=rank)
+    sampler = BucketBatchSampler(index, batch_size, config, seed=seed, num_replicas=num_replicas, rank=rank,
+                                 remainder=getattr(data_args, "bucket_remainder", "drop"))
     return dataset, sampler, CachedCollator(config), config
 
 
@@ -43,10 +50,14 @@ def precompute_main(argv: Sequence[str] | None = None) -> int:
     """``hf-easyanimate precompute RECIPE.yaml --latent_cache_dir C [--flag value ...]``."""
     from ..models.loading import ModelLoadError, load_components
     from ..models.text import build_prompt_encoder
-    from ..parser import parse_args
+    from ..parser import early_exit, parse_args
     from ..training.runtime import setup_logging, weight_dtype
     from .precompute import precompute
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    code = early_exit(argv, "hf-easyanimate precompute", PRECOMPUTE_DESCRIPTION)
+    if code is not None:
+        return code
     try:
         model_args, data_args, args = parse_args(argv)
         if not data_args.latent_cache_dir:

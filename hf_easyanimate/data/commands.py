@@ -105,7 +105,8 @@ def buckets_main(argv: list[str]) -> int:
         meta = index = problems = None
         if data_args.train_data_meta:
             meta, index, problems = prepare_index(data_args, strict=False)
-        report = bucket_plan(meta, index, config, values["per_device_train_batch_size"], own.num_processes, problems)
+        report = bucket_plan(meta, index, config, values["per_device_train_batch_size"], own.num_processes, problems,
+                             remainder=data_args.bucket_remainder)
     except (MetadataError, RecipeError, ValueError) as error:
         print(f"hf-easyanimate buckets: error: {error}", file=sys.stderr)
         return 2

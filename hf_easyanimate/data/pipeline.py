@@ -24,7 +24,7 @@ from .metadata import KIND_VIDEO, MetadataTable, load_metadata
 from .plan import PlanConfig
 from .probe import inspect_rows, probe_missing_sizes
 from .problems import TOO_SHORT, DataProblem, DataProblemLog, DataValidationError
-from .sampler import BucketBatchSampler
+from .sampler import BucketBatchSampler, batches_per_epoch
 from .video import FrameSampling, usable_frame_count
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,8 @@ def build_train_data(
     )
     dataset = EasyAnimateDataset(meta, index, options, seed=seed, strict=data_args.strict_data)
     dataset.problems.extend(problems)
-    sampler = BucketBatchSampler(index, batch_size, config, seed=seed, num_replicas=num_replicas, rank=rank)
+    sampler = BucketBatchSampler(index, batch_size, config, seed=seed, num_replicas=num_replicas, rank=rank,
+                                 remainder=getattr(data_args, "bucket_remainder", "drop"))
     return TrainData(meta, index, dataset, sampler, EasyAnimateCollator(config), dataset.problems)
 
 
@@ -213,6 +214,7 @@ def bucket_plan(
     batch_size: int,
     num_processes: int = 1,
     problems: list[DataProblem] | None = None,
+    remainder: str = "drop",
 ) -> dict:
     """What a run would train on: per bucket its size(s), frames and sample count (``hf-easyanimate buckets``)."""
     k = config.temporal_compression
@@ -263,7 +265,7 @@ def bucket_plan(
             "width": width,
             "frames": 1 if kind == "image" else video_frames,
             "samples": int(count),
-            "batches_per_epoch": int(count // batch_size),
+            "batches_per_epoch": batches_per_epoch([count], batch_size, remainder),
         }
         members = index.members(bucket)
         lengths = index.num_frames[members]
@@ -276,18 +278,63 @@ def bucket_plan(
                 side_h, side_w = bucket_size(ratio, config.video_sample_size, config.video_sample_size / side)
                 entry["sizes"].append({"side": side, "height": side_h, "width": side_w, "frames": frames})
         buckets.append(entry)
-    full = int((counts // batch_size).sum())
-    per_epoch = full - full % num_processes
+    summary = plan_summary(counts, batch_size, num_processes, remainder)
     report.update({
         "rows": len(meta) if meta is not None else None,
         "rows_left_out": len(problems or ()),
         "samples": len(index),
         "buckets": buckets,
-        "batches_per_epoch": per_epoch,
-        "steps_per_epoch_per_process": per_epoch // num_processes,
-        "samples_dropped_per_epoch": int(len(index) - per_epoch * batch_size),
+        "bucket_remainder": remainder,
+        "batches_per_epoch": summary.batches,
+        "steps_per_epoch_per_process": summary.steps_per_process,
+        "samples_dropped_per_epoch": summary.dropped,
+        "samples_never_trained": summary.never_trained,
     })
     return report
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """The one-line bucket plan a run prints at start, and what it never trains."""
+
+    samples: int
+    buckets: int
+    batches: int
+    steps_per_process: int
+    dropped: int  # samples left in incomplete buckets each epoch ("drop"), 0 with "fill"
+    never_trained: int  # samples in buckets smaller than a batch: with "drop", no epoch ever trains them
+    small_buckets: int
+    batch_size: int
+    num_processes: int
+    remainder: str
+
+    def line(self) -> str:
+        return (f"data: {self.samples} samples in {self.buckets} bucket(s): {self.steps_per_process} batch(es) of "
+                f"{self.batch_size} per epoch per process ({self.num_processes} process(es), --bucket_remainder "
+                f"{self.remainder}); {self.dropped} sample(s) left in incomplete buckets each epoch")
+
+    def warning(self) -> str | None:
+        if not self.never_trained:
+            return None
+        return (f"data: {self.never_trained} sample(s) are never trained: they sit in {self.small_buckets} bucket(s) "
+                f"holding fewer samples than the batch size {self.batch_size}, which never fill a batch. Pass "
+                "--bucket_remainder fill (tops incomplete buckets up with repeats from the same bucket), lower "
+                "--train_batch_size, or add similar clips (`hf-easyanimate buckets` lists the buckets).")
+
+
+def plan_summary(counts, batch_size: int, num_processes: int = 1, remainder: str = "drop") -> PlanSummary:
+    """Samples, buckets, batches per epoch per process and what is left out, from the bucket sizes."""
+    counts = np.asarray(counts, dtype=np.int64)
+    batches = batches_per_epoch(counts, batch_size, remainder)
+    batches -= batches % num_processes
+    small = counts < batch_size
+    return PlanSummary(
+        samples=int(counts.sum()), buckets=len(counts), batches=batches, steps_per_process=batches // num_processes,
+        dropped=max(0, int(counts.sum()) - batches * batch_size),
+        never_trained=int(counts[small].sum()) if remainder == "drop" else 0,
+        small_buckets=int(small.sum()) if remainder == "drop" else 0,
+        batch_size=batch_size, num_processes=num_processes, remainder=remainder,
+    )
 
 
 def format_bucket_plan(report: dict) -> str:
@@ -313,8 +360,11 @@ def format_bucket_plan(report: dict) -> str:
         f"{report['samples']} samples from {report['rows']} rows ({report['rows_left_out']} left out), "
         f"{len(report['buckets'])} buckets, {report['batches_per_epoch']} batches per epoch "
         f"({report['steps_per_epoch_per_process']} steps per process), {report['samples_dropped_per_epoch']} "
-        "samples in incomplete buckets dropped each epoch"
+        f"samples in incomplete buckets dropped each epoch (--bucket_remainder {report['bucket_remainder']})"
     )
+    if report.get("samples_never_trained"):
+        lines.append(f"  {report['samples_never_trained']} sample(s) in buckets smaller than the batch are never "
+                     "trained; --bucket_remainder fill trains them")
     lines.append(f"  {'type':<6} {'ratio':>5} {'height':>6} {'width':>6} {'frames':>6} {'samples':>8} {'batches':>8}")
     for entry in report["buckets"]:
         lines.append(

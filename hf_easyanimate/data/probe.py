@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .metadata import KIND_VIDEO, MetadataTable, default_cache_dir
 from .problems import DataProblem
-from .video import FrameSampling, SampleReadError, inspect_file, probe_file
+from .video import FrameSampling, SampleReadError, inspect_file, probe_file, quiet_decoding
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,22 @@ def _run(
         except SampleReadError as error:
             return None, DataProblem.from_error(row, path, error)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    failed = []
+    with quiet_decoding() as progress, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(one, jobs, chunksize=16)
-        for position, (size, problem) in enumerate(tqdm(results, total=len(jobs), desc=desc, unit="file")):
+        bar = tqdm(results, total=len(jobs), desc=desc, unit="file", file=progress)
+        for position, (size, problem) in enumerate(bar):
             if problem is None:
                 sizes[position] = size
             else:
-                problems.append(problem)
+                failed.append(position)
+    # Outside the quiet phase, one at a time: each failure's error then carries FFmpeg's own lines.
+    for position in failed:
+        size, problem = one(jobs[position])
+        if problem is None:  # it read this time (a transient failure)
+            sizes[position] = size
+        else:
+            problems.append(problem)
     return sizes, problems
 
 

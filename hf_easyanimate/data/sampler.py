@@ -32,12 +32,20 @@ class EmptyEpochError(ValueError):
     """No full batch can be formed; the message says how many samples and buckets there are."""
 
 
-def epoch_batches(buckets: np.ndarray, batch_size: int, seed: int, epoch: int, drop_last: bool = True) -> list[np.ndarray]:
+REMAINDER_MODES = ("drop", "fill")
+_FILL_STREAM = 2
+
+
+def epoch_batches(
+    buckets: np.ndarray, batch_size: int, seed: int, epoch: int, drop_last: bool = True, remainder: str = "drop"
+) -> list[np.ndarray]:
     """The epoch's single-bucket batches (arrays of indices) in emission order.
 
     Emission order is the order in which buckets fill while walking the shuffled indices, exactly as a
     streaming bucketer would emit them. With ``drop_last=False`` each bucket's incomplete remainder follows
-    as one smaller batch (evaluation keeps every clip).
+    as one smaller batch (evaluation keeps every clip). ``remainder="fill"`` (``--bucket_remainder fill``) tops
+    each remainder up to a full batch with other samples of the same bucket (repeats when the bucket is smaller
+    than a batch), drawn from (seed, epoch), so every sample is trained every epoch.
     """
     count = len(buckets)
     if count == 0:
@@ -53,11 +61,28 @@ def epoch_batches(buckets: np.ndarray, batch_size: int, seed: int, epoch: int, d
     positions = by_bucket[full].reshape(-1, batch_size)  # each row: one batch, members in arrival order
     completed_at = positions[:, -1]
     batches = list(order[positions[np.argsort(completed_at, kind="stable")]])
-    if not drop_last:
+    if not drop_last or remainder == "fill":
         rest = by_bucket[~full]
+        rng = np.random.default_rng([seed, epoch, _FILL_STREAM])
         for bucket in np.unique(grouped[~full]):
-            batches.append(order[rest[grouped[~full] == bucket]])
+            left = order[rest[grouped[~full] == bucket]]
+            if remainder == "fill" and drop_last:
+                members = order[by_bucket[grouped == bucket]]
+                others = np.setdiff1d(members, left)
+                need = batch_size - len(left)
+                pool = others if len(others) >= need else members  # repeats only when the bucket is too small
+                left = np.concatenate([left, rng.choice(pool, size=need, replace=len(pool) < need)])
+            batches.append(left)
     return batches
+
+
+def batches_per_epoch(counts: np.ndarray, batch_size: int, remainder: str = "drop") -> int:
+    """Batches an epoch forms from bucket sizes ``counts``: full ones only ("drop"), or one more per bucket with a
+    remainder ("fill" tops it up, "keep" leaves it smaller)."""
+    counts = np.asarray(counts)
+    if remainder == "drop":
+        return int((counts // batch_size).sum())
+    return int(np.ceil(counts / batch_size).sum())
 
 
 class BucketBatchSampler(Sampler[list[tuple[int, BatchPlan]]]):
@@ -71,6 +96,8 @@ class BucketBatchSampler(Sampler[list[tuple[int, BatchPlan]]]):
         num_replicas, rank: the data-parallel world; default single process.
         drop_last: False keeps each bucket's incomplete remainder as a smaller batch (evaluation); then the
             sampler is not rank-aware and accelerate shards it as usual.
+        remainder: "drop" (the original: incomplete buckets wait for the next epoch) or "fill" (topped up to a
+            full batch from the same bucket; ``--bucket_remainder``).
     """
 
     drop_last = True  # read by accelerate's BatchSamplerShard: every training batch is full
@@ -84,7 +111,10 @@ class BucketBatchSampler(Sampler[list[tuple[int, BatchPlan]]]):
         num_replicas: int = 1,
         rank: int = 0,
         drop_last: bool = True,
+        remainder: str = "drop",
     ) -> None:
+        if remainder not in REMAINDER_MODES:
+            raise ValueError(f"remainder must be one of {REMAINDER_MODES}, got {remainder!r}")
         if not drop_last and num_replicas != 1:
             raise ValueError("drop_last=False (evaluation) is planned for one process; accelerate shards it")
         if batch_size <= 0:
@@ -98,17 +128,16 @@ class BucketBatchSampler(Sampler[list[tuple[int, BatchPlan]]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.drop_last = drop_last
+        self.remainder = remainder
         self.epoch = 0
         self._cache: tuple[int, list[np.ndarray]] | None = None
-        full = int((index.bucket_counts() // batch_size).sum())
-        if not drop_last:
-            full = int(np.ceil(index.bucket_counts() / batch_size).sum())
+        full = batches_per_epoch(index.bucket_counts(), batch_size, remainder if drop_last else "keep")
         if full < num_replicas:
             counts = ", ".join(f"{kind}/{ratio}: {n}" for (kind, ratio), n in zip(index.bucket_keys, index.bucket_counts()))
             raise EmptyEpochError(
                 f"{len(index)} usable sample(s) in {len(index.bucket_keys)} bucket(s) ({counts or 'none'}) make "
                 f"{full} full batch(es) of {batch_size}, fewer than the {num_replicas} process(es); "
-                "lower --train_batch_size or add data"
+                "lower --train_batch_size, pass --bucket_remainder fill, or add data"
             )
         self.batches_per_epoch = full - full % num_replicas
 
@@ -120,7 +149,9 @@ class BucketBatchSampler(Sampler[list[tuple[int, BatchPlan]]]):
         """All ranks' batches of ``epoch``; rank r's are r, r + W, ..."""
         epoch = self.epoch if epoch is None else epoch
         if self._cache is None or self._cache[0] != epoch:
-            batches = epoch_batches(self.index.buckets, self.batch_size, self.seed, epoch, self.drop_last)
+            batches = epoch_batches(
+                self.index.buckets, self.batch_size, self.seed, epoch, self.drop_last, self.remainder
+            )
             self._cache = (epoch, batches[: self.batches_per_epoch])
         return self._cache[1]
 

@@ -6,9 +6,15 @@ too short, unreadable image) and whose message names the file, so the dataset ca
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
 import numpy as np
 from PIL import Image
@@ -78,23 +84,130 @@ def check_file(path: str) -> int:
     return size
 
 
+# --- FFmpeg's and decord's own log -------------------------------------------------------------------------------
+# FFmpeg and decord print lines such as "[mov,mp4,... @ 0x55...] moov atom not found" or "[12:00:00]
+# .../video_reader.cc:83: ERROR opening: ..." straight to the process's stderr, in C, where Python logging cannot
+# catch them; with many broken clips they flood the training log. Every decord call therefore runs with fd 2
+# captured: on failure those lines become part of the error (and so of the problem report), on success FFmpeg's
+# chatter is dropped and anything else that was written meanwhile is passed on to the real stderr.
+_CAPTURE_LOCK = threading.Lock()
+_DECORD_PREFIX = re.compile(r"^\[\d\d:\d\d:\d\d\] \S+?:\d+: ")
+_FFMPEG_LINE = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\] ")
+
+
+class _Captured:
+    text = ""
+
+    def lines(self, limit: int = 4) -> str:
+        """FFmpeg's and decord's lines, addresses and source prefixes stripped, duplicates dropped."""
+        found = []
+        for line in self.text.splitlines():
+            line = line.strip()
+            if _FFMPEG_LINE.match(line):
+                found.append(re.sub(r" @ 0x[0-9a-f]+\]", "]", line))
+            elif _DECORD_PREFIX.match(line):
+                found.append(_DECORD_PREFIX.sub("", line))
+        return "; ".join(list(dict.fromkeys(found))[-limit:])
+
+
+_PHASE = {"active": 0}
+
+
+def _pass_on_others(text: str) -> None:
+    """Re-emit captured lines that are not FFmpeg's or decord's: someone else (another thread) wrote them."""
+    others = [line for line in text.splitlines(keepends=True)
+              if line.strip() and not (_FFMPEG_LINE.match(line.strip()) or _DECORD_PREFIX.match(line.strip()))]
+    if others:
+        sys.stderr.write("".join(others))
+
+
+@contextlib.contextmanager
+def _fd2_to(sink) -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[_Captured]:
+    """Run one decord call with the process's fd 2 going to a temporary file (one call at a time per process).
+
+    Inside :func:`quiet_decoding` (threads decoding in parallel) fd 2 is already captured for the whole phase, so
+    this does nothing and the phase diagnoses failures afterwards.
+    """
+    captured = _Captured()
+    if _PHASE["active"]:
+        yield captured
+        return
+    with _CAPTURE_LOCK, tempfile.TemporaryFile() as sink:
+        with _fd2_to(sink):
+            yield captured
+        sink.seek(0)
+        captured.text = sink.read().decode("utf-8", "replace")
+    _pass_on_others(captured.text)
+
+
+@contextlib.contextmanager
+def quiet_decoding() -> Iterator[TextIO]:
+    """For a phase of parallel decoding threads: fd 2 goes to a sink for the whole phase (no per-call lock, so the
+    threads stay parallel); yields a stream on the real stderr for progress bars. Lines FFmpeg/decord printed are
+    dropped; re-read a failed file outside the phase to get its own lines into the error."""
+    with _CAPTURE_LOCK, tempfile.TemporaryFile() as sink:
+        progress = os.fdopen(os.dup(2), "w", buffering=1)
+        try:
+            with _fd2_to(sink):
+                _PHASE["active"] += 1
+                try:
+                    yield progress
+                finally:
+                    _PHASE["active"] -= 1
+        finally:
+            progress.close()
+        sink.seek(0)
+        text = sink.read().decode("utf-8", "replace")
+    _pass_on_others(text)
+
+
+def _clean(message: object) -> str:
+    """A decord error without its source-file prefix ("[12:00:00] /github/.../video_reader.cc:83: ")."""
+    return re.sub(r"\[\d\d:\d\d:\d\d\] \S+?:\d+: ", "", str(message)).strip()
+
+
+def _read_error(path: str, what: str, error: Exception, captured: _Captured) -> SampleReadError:
+    detail = captured.lines()
+    return SampleReadError(f"{path}: {what}: {_clean(error)}" + (f" ({detail})" if detail else ""), UNREADABLE_VIDEO)
+
+
 def open_video(path: str, num_threads: int = 1):
     """A decord reader (one decode thread: dataloader workers already run in parallel)."""
     import decord
 
     check_file(path)
-    try:
-        return decord.VideoReader(path, num_threads=num_threads)
-    except Exception as error:  # decord raises DECORDError / RuntimeError for corrupt containers
-        raise SampleReadError(f"{path}: cannot open video: {error}", UNREADABLE_VIDEO) from error
+    with _stderr_captured() as captured:
+        try:
+            return decord.VideoReader(path, num_threads=num_threads)
+        except Exception as error:  # decord raises DECORDError / RuntimeError for corrupt containers
+            failure = error
+    raise _read_error(path, "cannot open video", failure, captured) from failure
 
 
 def decode_frames(reader, path: str, indices: Sequence[int]) -> np.ndarray:
     """Decode only ``indices`` as a (F, H, W, 3) uint8 RGB array."""
-    try:
-        frames = reader.get_batch(list(indices)).asnumpy()
-    except Exception as error:
-        raise SampleReadError(f"{path}: cannot decode frames {list(indices)[:4]}...: {error}", UNREADABLE_VIDEO) from error
+    with _stderr_captured() as captured:
+        try:
+            frames = reader.get_batch(list(indices)).asnumpy()
+        except Exception as error:
+            failure = error
+        else:
+            failure = None
+    if failure is not None:
+        raise _read_error(path, f"cannot decode frames {list(indices)[:4]}...", failure, captured) from failure
     if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
         raise SampleReadError(f"{path}: decoder returned frames of shape {frames.shape}", UNREADABLE_VIDEO)
     return frames

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 import transformers
-from diffusers import AutoencoderKLMagvit, DiffusionPipeline, EasyAnimateTransformer3DModel
+from diffusers import AutoencoderKLMagvit, DDPMScheduler, DiffusionPipeline, EasyAnimateTransformer3DModel
 from diffusers import schedulers as diffusers_schedulers
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -172,6 +172,66 @@ def check_learned_sigma_support(transformer_config: Any, latent_channels: int) -
     )
 
 
+# --- where the model is ---------------------------------------------------------------------------------------
+
+DIFFUSERS_LAYOUT = "model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/"
+
+
+def looks_local(path: str) -> bool:
+    """A path the user meant as a folder (absolute, ``./``, ``../``, ``~``, or not of the Hub's ``owner/name`` form)."""
+    if path.startswith(("/", "./", "../", "~", ".\\")) or os.path.isabs(path):
+        return True
+    parts = path.replace("\\", "/").strip("/").split("/")
+    return len(parts) != 2 or not all(parts)
+
+
+def check_model_path(path: str, revision: str | None = None, cache_dir: str | None = None) -> None:
+    """Fail with the real reason before any download or load: a missing folder, a folder of the wrong layout,
+    or (``HF_HUB_OFFLINE=1``) a Hub id that is not in the cache."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ModelLoadError(f"{path} is a file; --pretrained_model_name_or_path takes a model folder or Hub id")
+        if not os.path.isdir(os.path.join(path, "transformer")):
+            raise ModelLoadError(
+                f"{path} has no transformer/ folder, so it is not an EasyAnimate model in the diffusers layout "
+                f"(expected {DIFFUSERS_LAYOUT}; `hf-easyanimate make-tiny-model DIR` writes one)"
+            )
+        return
+    if looks_local(path):
+        raise ModelLoadError(
+            f"--pretrained_model_name_or_path {path} does not exist (no such folder"
+            + ("" if "/" in path else "; Hub ids look like owner/name, e.g. alibaba-pai/EasyAnimateV5.1-12b-zh-InP")
+            + ")"
+        )
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE:
+        cached = try_to_load_from_cache(path, "model_index.json", cache_dir=cache_dir, revision=revision)
+        if not isinstance(cached, str):
+            raise ModelLoadError(
+                f"{path} is a Hub id, HF_HUB_OFFLINE=1 is set and it is not in the Hugging Face cache "
+                f"({cache_dir or constants.HF_HUB_CACHE}): download it once with network access "
+                f"(`huggingface-cli download {path}`), or pass a local folder"
+            )
+
+
+def checkpoint_loss_type(
+    path: str, config_path: str | None = None, revision: str | None = None, cache_dir: str | None = None
+) -> tuple[str, str]:
+    """(loss type, why) the checkpoint was trained with: V3/V2 learned variance -> sigma, else by its scheduler."""
+    version, source = detect_original_version(path, config_path)
+    if version in ("v2", "v3"):
+        return "sigma", f"EasyAnimate {version.upper()} ({source}) trains with the learned-variance objective"
+    try:
+        config = dict(DDPMScheduler.load_config(path, subfolder="scheduler", revision=revision, cache_dir=cache_dir))
+    except Exception as error:  # no scheduler folder: diffusers' error names the file
+        raise ModelLoadError(f"{path}: cannot read scheduler/scheduler_config.json: {error}") from error
+    name = str(config.get("_class_name", ""))
+    if name.startswith("FlowMatch"):
+        return "flow", f"its scheduler is {name}"
+    return "ddpm", f"its scheduler is {name or 'a DDPM-family scheduler'}"
+
+
 def check_training_setup(
     path: str,
     *,
@@ -276,7 +336,7 @@ def load_transformer(
         )
     from accelerate import init_empty_weights
 
-    logger.info("%s: original EasyAnimate transformer layout; renaming attn2.* to diffusers' attn1.add_*", folder)
+    logger.debug("%s: original EasyAnimate transformer layout; renaming attn2.* to diffusers' attn1.add_*", folder)
     config = EasyAnimateTransformer3DModel.load_config(folder)
     with init_empty_weights():
         transformer = EasyAnimateTransformer3DModel.from_config(config)

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, follow_umask
 from .lora_format import (
     KEY_STYLES,
     LoraFormatError,
@@ -80,6 +80,7 @@ def save_peft_model(model, directory: str, state_dict: dict | None = None) -> li
         model.save_pretrained(scratch, state_dict=state_dict, save_embedding_layers=False)
         written = []
         for name in (PEFT_WEIGHTS_NAME, PEFT_CONFIG_NAME):
+            follow_umask(os.path.join(scratch, name))  # safetensors writes 0600
             os.replace(os.path.join(scratch, name), os.path.join(directory, name))
             written.append(os.path.join(directory, name))
         return written
@@ -139,6 +140,12 @@ def read_lora(path: str) -> LoraWeights:
     """Read a LoRA in either format from a file or a training output / checkpoint folder."""
     file = find_lora_file(path)
     tensors, metadata = _load_safetensors(file)
+    if not any("lora" in key for key in tensors):
+        examples = ", ".join(sorted(tensors)[:3])
+        raise LoraFormatError(
+            f"{file}: no LoRA keys in it ({len(tensors)} tensors, e.g. {examples}): this looks like model weights, "
+            "not a LoRA (LoRA keys hold lora_A/lora_B or lora_down/lora_up)"
+        )
     if is_easyanimate_state_dict(tensors):
         return from_easyanimate(tensors, metadata, source=file)
     config_path = os.path.join(os.path.dirname(file), PEFT_CONFIG_NAME)
@@ -150,12 +157,13 @@ def read_lora(path: str) -> LoraWeights:
 
 
 def export_lora(
-    source: str, to: str, output: str, dtype: str | None = None, key_style: str = "original"
+    source: str, to: str, output: str, dtype: str | None = None, key_style: str = "original", overwrite: bool = False
 ) -> list[str]:
     """Convert a LoRA to ``to`` ('peft' | 'easyanimate'); returns the written files.
 
     For 'easyanimate', ``output`` is a ``.safetensors`` file or a folder (the file is then
-    ``easyanimate_lora.safetensors`` inside it); for 'peft' it is a folder.
+    ``easyanimate_lora.safetensors`` inside it); for 'peft' it is a folder. Existing files are never replaced
+    unless ``overwrite``.
     """
     if to not in FORMATS:
         raise ValueError(f"--to must be one of {FORMATS}, got {to!r}")
@@ -163,14 +171,21 @@ def export_lora(
         raise ValueError(f"--key_style must be one of {KEY_STYLES}, got {key_style!r}")
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    if to == "peft" and output.endswith(".safetensors"):
+        raise ValueError(f"--to peft writes a folder (adapter_model.safetensors + adapter_config.json), not {output}")
+    if to == "easyanimate":
+        targets = [output if output.endswith(".safetensors") else os.path.join(output, EASYANIMATE_LORA_NAME)]
+    else:
+        targets = [os.path.join(output, name) for name in (PEFT_WEIGHTS_NAME, PEFT_CONFIG_NAME)]
+    existing = [path for path in targets if os.path.exists(path)]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exists; pass --overwrite to replace it, or choose another "
+                         "output")
     weights = read_lora(source)
     target_dtype = DTYPES[dtype] if dtype else None
     if to == "easyanimate":
-        path = output if output.endswith(".safetensors") else os.path.join(output, EASYANIMATE_LORA_NAME)
-        return [save_easyanimate_lora(weights, path, dtype=target_dtype, key_style=key_style)]
+        return [save_easyanimate_lora(weights, targets[0], dtype=target_dtype, key_style=key_style)]
     if target_dtype is not None:
         for module in weights.modules.values():
             module.down, module.up = module.down.to(target_dtype), module.up.to(target_dtype)
-    if output.endswith(".safetensors"):
-        raise ValueError(f"--to peft writes a folder (adapter_model.safetensors + adapter_config.json), not {output}")
     return save_peft_adapter(weights, output)

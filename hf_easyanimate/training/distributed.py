@@ -72,6 +72,22 @@ def needs_cpu_process_group() -> bool:
     return launched_world_size() > 1 and not has_accelerator()
 
 
+def single_process_cpu_launch() -> str | None:
+    """``accelerate launch --cpu --num_processes N`` starts ONE process (its simple launcher); say so.
+
+    accelerate then sets ``MASTER_ADDR`` (it was asked for several processes) but no ``WORLD_SIZE``.
+    """
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true"
+    if cpu and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        return (
+            "accelerate launch --cpu with --num_processes > 1 started a single process (accelerate's --cpu is "
+            "one process; its --multi_cpu mode is only reachable through `accelerate config`). For N CPU processes "
+            "use `accelerate launch --multi_gpu --num_processes N` (without a GPU it starts N CPU processes) or "
+            "`torchrun --nproc_per_node N -m hf_easyanimate.train ...`."
+        )
+    return None
+
+
 def same_file(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 

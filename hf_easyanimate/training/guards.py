@@ -27,15 +27,20 @@ class CheckpointSaveError(RuntimeError):
     """Writing a checkpoint failed (disk full, permissions...); the partial folder was removed."""
 
 
-def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
-    """True if ``flag`` is true on any process (a MAX all-reduce); just ``flag`` without torch.distributed."""
+def max_over_ranks(value: int, device: torch.device | str = "cpu") -> int:
+    """The largest ``value`` over all processes (a MAX all-reduce); just ``value`` without torch.distributed."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return bool(flag)
+        return int(value)
     if dist.get_backend() == "nccl":
         device = torch.device("cuda", torch.cuda.current_device())
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
+    tensor = torch.tensor([float(value)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """True if ``flag`` is true on any process (a MAX all-reduce); just ``flag`` without torch.distributed."""
+    return max_over_ranks(1 if flag else 0, device) > 0
 
 
 class SkipUpdate(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -91,3 +92,27 @@ def rotate_checkpoints_keeping(output_dir: str, save_total_limit: int | None, ke
         deleted.append(checkpoint)
         remaining -= 1
     return deleted
+
+
+class NothingToTrain(ValueError):
+    """The checkpoint being resumed already reached the run's end; the message says which flag to raise."""
+
+
+def check_remaining(checkpoint: str | None, max_steps: int, num_train_epochs: float) -> None:
+    """Raise :class:`NothingToTrain` when resuming ``checkpoint`` would train zero steps.
+
+    Trainer would run no step and print ``train_loss 0``, which reads like a result; say what happened instead.
+    """
+    if checkpoint is None:
+        return
+    with open(os.path.join(checkpoint, TRAINER_STATE), encoding="utf-8") as handle:
+        state = json.load(handle)
+    name, step = os.path.basename(os.path.normpath(checkpoint)), int(state.get("global_step", 0))
+    if max_steps > 0 and step >= max_steps:
+        raise NothingToTrain(f"{name} is at max_steps {max_steps}: nothing to train; raise --max_steps")
+    epoch = float(state.get("epoch") or 0.0)
+    if max_steps <= 0 and epoch >= num_train_epochs - 1e-9:
+        raise NothingToTrain(
+            f"{name} is at epoch {epoch:g} of --num_train_epochs {num_train_epochs:g}: nothing to train; raise "
+            "--num_train_epochs"
+        )

@@ -24,7 +24,11 @@ def weight_dtype(args) -> torch.dtype:
 
 
 def setup_logging(args) -> None:
+    """Libraries log at ``--log_level`` (Trainer's rule: warnings by default); our own lines also at INFO on the
+    main process, since they say what the run does (loss type, bucket plan, files written). Other processes
+    print errors only (``--log_level_replica``): their notices would repeat rank 0's."""
     level = args.get_process_log_level()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    logger.setLevel(level)
+    ours = min(level, logging.INFO) if args.log_level == "passive" and args.should_log else level
+    logger.setLevel(ours)
     transformers.utils.logging.set_verbosity(level)

@@ -1,0 +1,78 @@
+"""What a run checks before any model loads, in the order a user fixes things: flags, data, output, model.
+
+Each failure is one message naming the flag and the fix; none needs the 12B weights or a GPU, so a typo costs
+seconds, not the minutes a model load takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ..models.loading import check_model_path, checkpoint_loss_type, ensure_supported_architecture, looks_local
+from .outputs import check_writable, guard_previous_run
+from .resume import check_remaining, resolve_resume
+
+logger = logging.getLogger("hf_easyanimate")
+
+REQUIRED = {
+    "pretrained_model_name_or_path": "the EasyAnimate model to fine-tune (a folder or Hub id)",
+    "train_data_meta": "the metadata file listing your clips",
+}
+
+
+class PreflightError(ValueError):
+    """A run cannot start as configured; the message names the flag and what to do."""
+
+
+def check_required(model_args, data_args) -> None:
+    missing = [
+        f"--{name} ({why})" for name, why in REQUIRED.items()
+        if not (getattr(model_args, name, None) or getattr(data_args, name, None))
+    ]
+    if missing:
+        raise PreflightError("missing required flag(s): " + "; ".join(missing))
+
+
+def check_data_paths(data_args) -> None:
+    """``--train_data_dir`` must exist; a metadata path that is clearly local must too (else a Hub dataset id)."""
+    data_dir = data_args.train_data_dir
+    if data_dir and not os.path.isdir(data_dir):
+        what = "is a file, not a folder" if os.path.exists(data_dir) else "does not exist"
+        raise PreflightError(f"--train_data_dir {data_dir} {what}; it is the folder your metadata's file_path "
+                             "entries are relative to")
+    for flag in ("train_data_meta", "eval_data_meta"):
+        meta = getattr(data_args, flag)
+        if meta and not os.path.exists(meta) and (looks_local(meta) or meta.endswith((".json", ".jsonl", ".csv"))):
+            raise PreflightError(f"--{flag} {meta} does not exist")
+
+
+def resolve_loss_type(model_args, args) -> None:
+    """``--loss_type`` follows the checkpoint when not given; a contradicting explicit value gets one warning."""
+    resolved, why = checkpoint_loss_type(
+        model_args.pretrained_model_name_or_path, model_args.config_path, model_args.revision, model_args.cache_dir
+    )
+    if args.loss_type is None:
+        args.loss_type = resolved
+        logger.info("--loss_type %s: the checkpoint's objective (%s)", resolved, why)
+        args.warn_inapplicable_flags()
+    elif args.loss_type != resolved:
+        logger.warning(
+            "--loss_type %s, but this checkpoint was trained with %s (%s); a LoRA trained with another objective "
+            "will not sample well. Drop --loss_type (or pass --loss_type %s) unless you mean it.",
+            args.loss_type, resolved, why, resolved,
+        )
+
+
+def preflight(model_args, data_args, args) -> str | None:
+    """Run every up-front check; returns the checkpoint to resume from (None for a fresh run)."""
+    check_required(model_args, data_args)
+    check_data_paths(data_args)
+    check_writable(args.output_dir)
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    guard_previous_run(args.output_dir, resume, args.overwrite_output_dir)
+    check_remaining(resume, args.max_steps, args.num_train_epochs)
+    ensure_supported_architecture(model_args.pretrained_model_name_or_path, model_args.config_path)
+    check_model_path(model_args.pretrained_model_name_or_path, model_args.revision, model_args.cache_dir)
+    resolve_loss_type(model_args, args)
+    return resume
