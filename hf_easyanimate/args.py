@@ -48,6 +48,17 @@ def _adjust(owner: object, key: str, used: int, why: str) -> None:
         setattr(owner, key, used)
 
 
+def note_off_grid_frames(n_frames: int, temporal_compression: int) -> None:
+    """``--video_sample_n_frames`` off the VAE's grid is kept (clips are sampled with it) and cut per batch."""
+    on_grid = frames_on_vae_grid(n_frames, temporal_compression)
+    if on_grid != n_frames:
+        logger.warning(
+            "--video_sample_n_frames=%d is not on the VAE's temporal grid (%dn + 1 frames): clips are sampled with "
+            "%d frames and each batch keeps the first %d, as the original trainer does.",
+            n_frames, temporal_compression, n_frames, on_grid,
+        )
+
+
 def _adjust_frames(owner: object, key: str) -> None:
     value = getattr(owner, key)
     _require(value > 0, key, "must be a positive number of frames", value)
@@ -184,8 +195,8 @@ class DataArguments:
     video_sample_n_frames: int = field(
         default=17,
         metadata={
-            "help": "Frames per training clip (fewer for short clips); for V5-family models put on the VAE's 4n + 1 "
-            "grid at parse time (50 -> 49), as the original trainer does per batch."
+            "help": "Frames sampled per training clip (fewer for short clips); each batch then keeps the first "
+            "frames on the VAE's grid (4n + 1 for the V5-family MagVIT: 50 -> 49), as the original trainer does."
         },
     )
     video_repeat: int = field(
@@ -571,7 +582,8 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     )
     validation_num_frames: int | None = field(
         default=None,
-        metadata={"help": "Frames per validation video (default: --video_sample_n_frames); put on the 4n + 1 grid."},
+        metadata={"help": "Frames per validation video (default: --video_sample_n_frames on the VAE's grid); put on "
+                  "the 4n + 1 grid."},
     )
     validation_num_inference_steps: int = field(
         default=50, metadata={"help": "Denoising steps per validation video (the pipeline's default)."}
@@ -820,7 +832,7 @@ def check_combination(model_args: ModelArguments, data_args: DataArguments, args
     version, _ = detect_original_version(model_args.pretrained_model_name_or_path, model_args.config_path)
     if version in (None, "v5", "v5.1"):
         # MagVIT (V5 family) encodes 4n + 1 frames; pre-V5 VAEs use other grids (and are refused at build time).
-        _adjust_frames(data_args, "video_sample_n_frames")
+        note_off_grid_frames(data_args.video_sample_n_frames, VAE_TEMPORAL_COMPRESSION)
     if args.validation_images:
         _require(
             model_args.train_mode == "inpaint", "validation_images",

@@ -25,6 +25,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
+from .data.buckets import frames_on_vae_grid
 from .media import (
     CONTACT_SHEET,
     VALIDATION_DIR,
@@ -60,7 +61,7 @@ class ValidationSettings:
         return cls(
             prompts=list(args.validation_prompts),
             images=list(args.validation_images) if args.validation_images else None,
-            num_frames=args.validation_num_frames or data_args.video_sample_n_frames,
+            num_frames=args.validation_num_frames or frames_on_vae_grid(data_args.video_sample_n_frames, 4),
             height=data_args.video_sample_size,
             width=data_args.video_sample_size,
             num_inference_steps=args.validation_num_inference_steps,

@@ -83,9 +83,6 @@ def test_bad_value_fails_at_parse_time_naming_key_and_rule(recipe, flag, value, 
 @pytest.mark.parametrize(
     ("flag", "given", "used", "why"),
     [
-        ("video_sample_n_frames", 50, 49, "temporal grid"),
-        ("video_sample_n_frames", 48, 45, "temporal grid"),
-        ("video_sample_n_frames", 3, 1, "temporal grid"),
         ("validation_num_frames", 20, 17, "temporal grid"),
         ("video_sample_size", 250, 240, "multiple of 16"),
         ("image_sample_size", 1000, 992, "multiple of 16"),
@@ -99,6 +96,18 @@ def test_off_grid_value_is_adjusted_with_one_warning(recipe, caplog, flag, given
     messages = [record.getMessage() for record in caplog.records if f"--{flag}=" in record.getMessage()]
     assert len(messages) == 1, messages
     assert messages[0].startswith(f"--{flag}={given} ") and f"using {used}," in messages[0] and why in messages[0]
+
+
+@pytest.mark.parametrize(("given", "kept"), [(50, 49), (48, 45), (144, 141), (3, 1)])
+def test_off_grid_frame_count_is_sampled_as_given_and_cut_per_batch(recipe, caplog, given, kept):
+    # As the original: clips are sampled with `given` frames, the collate keeps the first `kept` (issue 17).
+    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.args"):
+        _, data_args, _ = parse_args([recipe, "--video_sample_n_frames", str(given)])
+    assert data_args.video_sample_n_frames == given
+    messages = [r.getMessage() for r in caplog.records if "--video_sample_n_frames=" in r.getMessage()]
+    assert messages == [f"--video_sample_n_frames={given} is not on the VAE's temporal grid (4n + 1 frames): clips "
+                        f"are sampled with {given} frames and each batch keeps the first {kept}, as the original "
+                        "trainer does."]
 
 
 def test_on_grid_values_are_kept_silently(recipe, caplog):

@@ -329,6 +329,33 @@ def test_bucket_remainder_fill_trains_every_sample_every_epoch():
         assert {int(i) for i in np.concatenate(drop)} != set(range(10))  # 1 and 9 are alone: never in drop
 
 
+# --- 10. quiet: FFmpeg's lines go into the problem report, not raw into the log ---------------------------------
+
+def test_ffmpeg_lines_of_a_broken_clip_go_into_its_problem_not_stderr(tmp_path, capfd):
+    from hf_easyanimate.data.video import SampleReadError, open_video
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not an mp4 at all" * 10)
+    with pytest.raises(SampleReadError) as error:
+        open_video(str(broken))
+    printed = capfd.readouterr()
+    assert printed.err == "" and printed.out == ""
+    assert "moov atom not found" in str(error.value) and "ERROR opening" in str(error.value)
+    assert "/github/workspace" not in str(error.value)  # decord's source-file prefix is cut
+
+
+def test_validate_data_reports_ffmpeg_detail_without_raw_lines(demo_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(os.path.dirname(demo_data), data)
+    (data / "videos" / "clip_000.mp4").write_bytes(b"\x00garbage" * 50)
+    result = run_cli("validate-data", "--train_data_meta", str(data / "metadata.json"), "--train_data_dir", str(data))
+    assert result.returncode == 1
+    assert "clip_000.mp4" in result.stdout and "moov atom not found" in result.stdout
+    assert "[mov,mp4" not in result.stderr and "ERROR opening" not in result.stderr
+
+
 # --- 11. say what was written ------------------------------------------------------------------------------------
 
 def test_training_ends_with_the_files_formats_rank_and_alpha(tiny_model_dir, demo_data, tmp_path, capsys):
@@ -394,3 +421,24 @@ def test_report_runs_after_the_plain_install_and_sheets_are_readable():
     assert "matplotlib" in requirements
     sheet = contact_sheet([np.zeros((9, 64, 48, 3), np.uint8)], ["a prompt"])
     assert sheet.shape == (22 + 64 * 6, 8 * 48 * 6 + 7 * 2, 3)  # 48 px frames x6 -> 288 px; 22 px caption
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks launches on a machine without a GPU")
+@pytest.mark.parametrize("launcher", [
+    ["--cpu", "--mixed_precision", "bf16"],
+    ["--config_file", os.path.join(RECIPES, "accelerate", "multi_gpu.yaml"), "--num_processes", "2"],
+])
+def test_accelerate_launch_on_a_cpu_machine_trains(launcher, tiny_model_dir, demo_data, tmp_path):
+    from test_seed_commands import free_port
+
+    out = str(tmp_path / "run")
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "HF_HOME": str(tmp_path / "hf_home"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--main_process_port",
+               str(free_port()), "-m", "hf_easyanimate.train", *demo_argv(tiny_model_dir, demo_data, out),
+               "--max_steps", "2", "--per_device_train_batch_size", "1"]
+    result = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    args = torch.load(os.path.join(out, "training_args.bin"), weights_only=False)
+    world = 2 if "--num_processes" in launcher else 1
+    assert args.bf16 and args.use_cpu and args.world_size == world  # multi_gpu.yaml says bf16 too

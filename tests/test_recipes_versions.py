@@ -16,7 +16,7 @@ from hf_easyanimate.models.loading import (
 from hf_easyanimate.parser import parse_args
 from hf_easyanimate.train import main, run
 
-CPU = ["--use_cpu", "true"]  # the seed commands use bf16, which TrainingArguments refuses on a CPU-only host
+CPU: list[str] = []  # bf16 recipes need no --use_cpu on a CPU-only host any more (bf16 autocast on the CPU)
 
 V5_COMMON = {
     "image_sample_size": 1024, "video_sample_size": 256, "token_sample_size": 512, "video_sample_stride": 3,

@@ -180,14 +180,27 @@ def batch_tile_factor(n_frames: int, token_sample_size: int, frames: int, height
     return 1
 
 
-def downscaled_size(height: int, width: int, larger_side: int) -> tuple[int, int]:
-    """Size of a clip after the original dataset's decode-time downscale: short side capped at ``larger_side``.
+def downscaled_sizes(heights, widths, larger_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sizes of clips after the original dataset's decode-time downscale (``resize_frame``), vectorised.
 
-    Only used for the 1.25x rule of the token-length size choice (it looks at these sizes).
+    A clip whose short side is at least ``larger_side`` (max of image and video sample size) is shrunk to that
+    short side, the long side truncated: ``int(larger_side * long / short)``. The original's collate keys its
+    bucket on *this* shape, so a 1080 x 1440 clip at 512 becomes 512 x 682 (h/w 0.7507 -> key 0.78, not 0.72).
     """
-    if height < width:
-        return (height, width) if larger_side > height else (larger_side, int(larger_side * width / height))
-    return (height, width) if larger_side > width else (int(larger_side * height / width), larger_side)
+    heights, widths = np.asarray(heights, dtype=np.int64), np.asarray(widths, dtype=np.int64)
+    landscape = heights < widths
+    short = np.where(landscape, heights, widths)
+    long_side = (larger_side * np.where(landscape, widths, heights).astype(np.float64) / short).astype(np.int64)
+    keep = larger_side > short
+    new_h = np.where(keep, heights, np.where(landscape, larger_side, long_side))
+    new_w = np.where(keep, widths, np.where(landscape, long_side, larger_side))
+    return new_h, new_w
+
+
+def downscaled_size(height: int, width: int, larger_side: int) -> tuple[int, int]:
+    """:func:`downscaled_sizes` for one clip."""
+    new_h, new_w = downscaled_sizes([height], [width], larger_side)
+    return int(new_h[0]), int(new_w[0])
 
 
 def cover_size(height: int, width: int, target_h: int, target_w: int) -> tuple[int, int]:

@@ -89,7 +89,8 @@ class EasyAnimateCollator:
 
     def __call__(self, samples: list[dict]) -> dict:
         plan = samples[0].get("plan") or self.plan_from_samples(samples)
-        frames, tile = self.frames_and_tile(plan, [s.get("available_frames", len(s["frames"])) for s in samples])
+        available = [s.get("available_frames", len(s["frames"])) for s in samples]
+        frames, tile = self.frames_and_tile(plan, available)
         pixels = torch.stack([resize_and_center_crop(s["frames"][:frames], plan.height, plan.width) for s in samples])
         batch = {
             "pixel_values": pixels,  # (B, F, 3, H, W)
@@ -99,13 +100,19 @@ class EasyAnimateCollator:
             BATCH_KEY: [tuple(problem) for s in samples for problem in s.get("problems", ())],  # plain tuples:
             # Trainer's input preparation rebuilds sequences from generators, which namedtuples refuse
         }
-        batch = self.add_inpaint_masks(batch)
+        batch = self.add_inpaint_masks(batch, available)
         return tile_batch(batch, tile)
 
-    def add_inpaint_masks(self, batch: dict) -> dict:
-        """Add ``mask`` (B, F, 1, H, W), one random mask per sample, when inpaint training is on."""
+    def add_inpaint_masks(self, batch: dict, decoded: list[int] | None = None) -> dict:
+        """Add ``mask`` (B, F, 1, H, W), one random mask per sample, when inpaint training is on.
+
+        As the original collate: each mask is drawn for the whole clip as sampled (``decoded`` frames: the
+        clip before the batch's frame cut, even where fewer frames were actually decoded), then cut to the
+        batch's F. A "keep the last k frames" mask of a 49-frame clip trained at 13 frames therefore keeps none.
+        """
         if self.mask_generator is not None:
             frames, _, height, width = batch["pixel_values"].shape[1:]
-            masks = [self.mask_generator(frames, height, width) for _ in range(len(batch["pixel_values"]))]
+            decoded = decoded or [frames] * len(batch["pixel_values"])
+            masks = [self.mask_generator(max(full, frames), height, width)[:frames] for full in decoded]
             batch["mask"] = torch.stack(masks)
         return batch

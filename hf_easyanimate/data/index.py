@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .buckets import RATIO_KEYS, closest_ratio_indices
+from .buckets import RATIO_KEYS, closest_ratio_indices, downscaled_sizes
 from .metadata import KIND_IMAGE, KIND_NAMES, KIND_VIDEO, MetadataTable
 
 SQUARE = "square"  # the ratio "key" of every bucket when --enable_bucket is off
@@ -43,11 +43,16 @@ class SampleIndex:
         return KIND_NAMES[int(self.kinds[index])]
 
     @classmethod
-    def build(cls, meta: MetadataTable, usable: np.ndarray, video_repeat: int, enable_bucket: bool) -> SampleIndex:
+    def build(
+        cls, meta: MetadataTable, usable: np.ndarray, video_repeat: int, enable_bucket: bool,
+        video_larger_side: int | None = None,
+    ) -> SampleIndex:
         """Index over the ``usable`` rows: images once, then every video ``max(1, video_repeat)`` times.
 
         (The original appends the video list ``video_repeat`` times, so its default 0 silently drops all
-        videos; here 0 keeps them once and N >= 1 matches the original.)
+        videos; here 0 keeps them once and N >= 1 matches the original.) With ``video_larger_side``
+        (max of image and video sample size) a video's bucket is the ratio of its size after the original's
+        decode-time downscale, which is the size its batch is trained at (see :func:`downscaled_sizes`).
         """
         usable_rows = np.flatnonzero(usable)
         kinds = meta.kinds[usable_rows]
@@ -58,7 +63,12 @@ class SampleIndex:
         if enable_bucket:
             if (heights <= 0).any() or (widths <= 0).any():
                 raise ValueError("bucketing needs every row's height and width; probe them first")
-            ratio = closest_ratio_indices(heights, widths).astype(np.int64)
+            key_h, key_w = heights, widths
+            if video_larger_side:
+                small_h, small_w = downscaled_sizes(heights, widths, video_larger_side)
+                is_video = kinds == KIND_VIDEO
+                key_h, key_w = np.where(is_video, small_h, heights), np.where(is_video, small_w, widths)
+            ratio = closest_ratio_indices(key_h, key_w).astype(np.int64)
         else:
             ratio = np.zeros(len(rows), dtype=np.int64)
         # bucket id = (kind, ratio) pairs in order of first appearance of kind, then ratio-table order

@@ -151,7 +151,8 @@ def prepare_index(
     note = outside_data_dir_note(meta)
     if note:
         logger.warning("data: %s", note)
-    index = SampleIndex.build(meta, usable, repeat, data_args.enable_bucket)
+    larger_side = max(data_args.image_sample_size, data_args.video_sample_size)
+    index = SampleIndex.build(meta, usable, repeat, data_args.enable_bucket, video_larger_side=larger_side)
     return meta, index, problems
 
 

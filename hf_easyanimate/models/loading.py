@@ -372,7 +372,9 @@ def _skeleton(cls, path: str, subfolder: str, dtype: torch.dtype | None = None, 
     config = cls.load_config(path, subfolder=subfolder, revision=revision, cache_dir=cache_dir)
     with init_empty_weights():
         model = cls.from_config(config)
-    return model if dtype is None else model.to(dtype)
+    # torch's own .to, not diffusers' ModelMixin.to: that one warns about keeping float32 modules (an empty list
+    # for these models), which means nothing for a skeleton without weights.
+    return model if dtype is None else torch.nn.Module.to(model, dtype)
 
 
 # --- the repo ---------------------------------------------------------------------------------------
