@@ -79,6 +79,13 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "CheckpointSaveError": "hf_easyanimate.training.guards",
     "ReportPaths": "hf_easyanimate.report",
     "render_report": ("hf_easyanimate.report", "render"),
+    "GracefulStop": "hf_easyanimate.training.signals",
+    "TrainingInterrupted": "hf_easyanimate.training.signals",
+    # which checkpoint is best
+    "ClipEmbedder": "hf_easyanimate.metrics.clip",
+    "clip_metrics": "hf_easyanimate.metrics.clip",
+    "load_metric": "hf_easyanimate.metrics",
+    "compare_checkpoints": ("hf_easyanimate.compare", "compare"),
 }
 
 __all__ = ["__version__", *_EXPORTS]

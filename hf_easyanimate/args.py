@@ -594,11 +594,22 @@ class EasyAnimateTrainingArguments(TrainingArguments):
     validation_negative_prompt: str = field(
         default="bad detailed", metadata={"help": "Negative prompt of validation sampling (original: 'bad detailed')."}
     )
+    validation_clip_model: str = field(
+        default="openai/clip-vit-base-patch32",
+        metadata={
+            "help": "CLIP model (folder or Hub id) that scores validation clips: text_alignment (frames vs prompt) and "
+            "temporal_consistency (consecutive frames), in validation/step-N/metrics.json and the trackers. Loaded "
+            "at start-up, only when --validation_prompts is set; 'none' turns these metrics off. "
+            "`hf-easyanimate make-tiny-clip DIR` writes a tiny one for demos."
+        },
+    )
     eval_timesteps: int = field(
         default=4,
         metadata={
             "help": "Deterministic validation loss: each eval clip is scored at this many timesteps spread evenly "
-            "over the training range, with noise from --seed, so eval_loss is comparable across steps."
+            "over the training range, with noise from --seed, so eval_loss is comparable across steps. It is also "
+            "split by noise level into eval_loss_low_noise / _mid_noise / _high_noise (thirds of the range; the "
+            "default 4 timesteps put 1, 2 and 1 in them)."
         },
     )
     max_consecutive_nonfinite: int = field(

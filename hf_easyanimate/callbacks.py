@@ -28,6 +28,7 @@ from transformers.integrations import TensorBoardCallback
 from .data.buckets import frames_on_vae_grid
 from .media import (
     CONTACT_SHEET,
+    METRICS_FILE,
     VALIDATION_DIR,
     atomic_path,
     contact_sheet,
@@ -226,11 +227,12 @@ class ValidationCallback(TrainerCallback):
     """
 
     def __init__(self, sampler: ValidationSampler, every_steps: int | None, every_epochs: int | None,
-                 tensorboard: TrainerCallback | None = None) -> None:
+                 tensorboard: TrainerCallback | None = None, embedder=None) -> None:
         self.sampler = sampler
         self.every_steps = every_steps
         self.every_epochs = every_epochs
         self.tensorboard = tensorboard
+        self.embedder = embedder  # a metrics.clip.ClipEmbedder: score the clips (None: no CLIP metrics)
         self.last_step: int | None = None
         self.failures = 0
 
@@ -277,14 +279,33 @@ class ValidationCallback(TrainerCallback):
         videos = self.sampler.sample(transformer)
         folder = os.path.join(args.output_dir, VALIDATION_DIR, f"step-{state.global_step}")
         written = save_validation(folder, videos, self.sampler.settings, state.global_step)
+        if self.embedder is not None:
+            written["metrics"] = self._score(folder, state, videos)
         self._log(args, state, written, videos)
         logger.info("validation: %d prompt(s) sampled in %.1fs -> %s", len(videos), time.perf_counter() - start,
                     folder)
         return written
 
+    def _score(self, folder: str, state, videos: list[np.ndarray]) -> dict[str, float]:
+        """CLIP metrics of this step's clips: ``metrics.json`` beside them and an entry of Trainer's log history
+        (what ``report`` plots and the model card quotes)."""
+        from .metrics.clip import clip_metrics
+
+        prompts = self.sampler.settings.prompts
+        metrics = clip_metrics(self.embedder, videos, prompts)
+        per_prompt = [clip_metrics(self.embedder, [video], [prompt]) for video, prompt in zip(videos, prompts)]
+        with atomic_path(os.path.join(folder, METRICS_FILE)) as temporary, open(temporary, "w", encoding="utf-8") as out:
+            json.dump({"step": state.global_step, **metrics,
+                       "per_prompt": [{"prompt": printable(p), **m} for p, m in zip(prompts, per_prompt)]},
+                      out, indent=2, ensure_ascii=False)
+        state.log_history.append({**metrics, "step": state.global_step})
+        return metrics
+
     def _log(self, args, state, written: dict, videos: list[np.ndarray]) -> None:
         writer = getattr(self.tensorboard, "tb_writer", None)
         if writer is not None:
+            for key, value in written.get("metrics", {}).items():
+                writer.add_scalar(f"validation/{key}", value, state.global_step)
             writer.add_image("validation/contact_sheet", written["sheet"], state.global_step, dataformats="HWC")
             if _moviepy_available():  # add_video encodes GIFs with moviepy; without it the sheet suffices
                 for index, video in enumerate(videos):
@@ -300,6 +321,7 @@ class ValidationCallback(TrainerCallback):
                 return
             if wandb.run is not None:
                 wandb.log({
+                    **{f"validation/{key}": value for key, value in written.get("metrics", {}).items()},
                     "validation/contact_sheet": wandb.Image(written["contact_sheet"]),
                     "validation/videos": [wandb.Video(path, format="mp4") for path in written["videos"]],
                     "train/global_step": state.global_step,

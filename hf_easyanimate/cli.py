@@ -37,6 +37,20 @@ def _make_tiny_model(argv: list[str]) -> int:
     return 0
 
 
+def _make_tiny_clip(argv: list[str]) -> int:
+    parser = _parser("make-tiny-clip", "Write a tiny random CLIP (model + processor, tokenizer built locally) for the "
+                     "validation metrics in demos and tests (--validation_clip_model DIR). Its scores are "
+                     "meaningless by design: the weights are random.")
+    parser.add_argument("output_dir", help="folder to write (created)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    args = parser.parse_args(argv)
+    from .testing import make_tiny_clip
+
+    make_tiny_clip(args.output_dir, seed=args.seed)
+    print(f"tiny CLIP written to {args.output_dir}")
+    return 0
+
+
 def _make_demo_data(argv: list[str]) -> int:
     parser = _parser("make-demo-data", "Write synthetic mp4 clips (moving coloured shapes), png images and an "
                      "EasyAnimate metadata.json describing them.")
@@ -190,6 +204,12 @@ def _report(argv: list[str]) -> int:
     return 0
 
 
+def _compare(argv: list[str]) -> int:
+    from .compare import compare_main
+
+    return compare_main(argv)
+
+
 def _validate_data(argv: list[str]) -> int:
     from .data.commands import validate_data_main
 
@@ -213,11 +233,13 @@ COMMANDS = {
     "precompute": (_precompute, "encode latents + prompt embeddings once: precompute RECIPE.yaml --latent_cache_dir C"),
     "make-tiny-model": (_make_tiny_model, "write a tiny random EasyAnimate repo"),
     "make-demo-data": (_make_demo_data, "write a synthetic clip set with metadata.json"),
+    "make-tiny-clip": (_make_tiny_clip, "write a tiny random CLIP for the validation metrics"),
     "export-lora": (_export_lora, "convert a LoRA: hf-easyanimate export-lora IN --to easyanimate|peft OUT"),
     "validate-data": (_validate_data, "check every row and file of a dataset: validate-data --train_data_meta M"),
     "buckets": (_buckets, "the bucket plan a run would use: hf-easyanimate buckets RECIPE.yaml [--json]"),
     "sample": (_sample, "render a clip with a LoRA: hf-easyanimate sample --model M --lora L --prompt P --out x.mp4"),
     "report": (_report, "plot the loss curves and collect validation samples of a run: hf-easyanimate report OUT_DIR"),
+    "compare": (_compare, "which checkpoint is best: hf-easyanimate compare OUT_DIR --prompts P [P ...]"),
 }
 
 

@@ -97,6 +97,19 @@ class CardFacts:
     rank: int | None = None
     alpha: float | None = None
     repo_id: str | None = None
+    metrics: dict[str, tuple[int, float]] = dataclasses.field(default_factory=dict)  # key -> (step, last value)
+
+
+def final_metrics(log_history: Iterable[dict]) -> dict[str, tuple[int, float]]:
+    """The last logged value (and its step) of each validation metric and of the eval loss."""
+    from .metrics import BAND_KEYS, CLIP_METRICS
+
+    found: dict[str, tuple[int, float]] = {}
+    for entry in log_history:
+        for key in ("eval_loss", *BAND_KEYS, *CLIP_METRICS):
+            if key in entry and "step" in entry:
+                found[key] = (int(entry["step"]), float(entry[key]))
+    return found
 
 
 def loss_curve_points(log_history: Iterable[dict], points: int = 10) -> list[tuple[int, float]]:
@@ -178,6 +191,18 @@ def model_card_text(facts: CardFacts) -> str:
         "|---|---|",
         curve,
         "",
+        *([
+            "## Final validation metrics",
+            "",
+            "| metric | step | value |",
+            "|---|---|---|",
+            *[f"| {key} | {step} | {value:.4f} |" for key, (step, value) in facts.metrics.items()],
+            "",
+            "text_alignment: CLIP cosine similarity of the validation clips' frames to their prompts; "
+            "temporal_consistency: of consecutive frames (higher is better); eval_loss*: the deterministic eval loss, "
+            "overall and by noise third (lower is better).",
+            "",
+        ] if facts.metrics else []),
         "## Recipe",
         "",
         "```yaml",

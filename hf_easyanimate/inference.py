@@ -96,20 +96,28 @@ def load_lora_into_pipeline(pipe: Any, path: str | os.PathLike | LoraWeights, sc
 
 # --- sampling ---------------------------------------------------------------------------------------------------
 
+def _dtype_keyword(dtype: torch.dtype) -> dict:
+    """``dtype=`` where diffusers has it (it deprecates ``torch_dtype=`` with a warning), else ``torch_dtype=``."""
+    from diffusers.pipelines import pipeline_utils
+
+    return {"dtype": dtype} if hasattr(pipeline_utils, "_resolve_dtype") else {"torch_dtype": dtype}
+
+
 def load_pipeline(model: str, image_to_video: bool = False, torch_dtype: torch.dtype = torch.float32,
                   device: str | None = None):
     """The diffusers EasyAnimate pipeline for ``model``; the inpaint pipeline when an image conditions the clip."""
     from diffusers import DiffusionPipeline, EasyAnimateInpaintPipeline
 
+    dtype = _dtype_keyword(torch_dtype)
     if image_to_video:
-        pipe = EasyAnimateInpaintPipeline.from_pretrained(model, torch_dtype=torch_dtype)
+        pipe = EasyAnimateInpaintPipeline.from_pretrained(model, **dtype)
         if pipe.transformer.config.in_channels == pipe.vae.config.latent_channels:
             raise ValueError(
                 f"{model} is a text-to-video checkpoint; --image needs an image-to-video (InP) checkpoint whose "
                 "transformer takes mask and masked-video latents"
             )
     else:
-        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=torch_dtype)
+        pipe = DiffusionPipeline.from_pretrained(model, **dtype)
     if "cache_mag_vae" not in pipe.vae.config:
         # diffusers' inpaint pipeline reads this key of the original MagVIT config (the real checkpoints have it);
         # diffusers' own AutoencoderKLMagvit always encodes the first frame on its own, which is what True means.

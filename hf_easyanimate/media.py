@@ -15,6 +15,7 @@ from .atomic import atomic_path
 # Layout of validation samples in a run folder (written by callbacks.py, read by report.py).
 VALIDATION_DIR = "validation"
 CONTACT_SHEET = "contact_sheet.png"
+METRICS_FILE = "metrics.json"  # CLIP metrics of one validation step (callbacks.py writes, report.py reads)
 
 
 def _even(frames: np.ndarray) -> np.ndarray:
@@ -69,7 +70,8 @@ def enlarged(video: np.ndarray, min_side: int = MIN_SHEET_FRAME) -> np.ndarray:
     return video if factor <= 1 else video.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
-def _caption_font():
+def caption_font():
+    """A 16 px FreeType font where Pillow has one, else PIL's bitmap default."""
     from PIL import ImageFont
 
     try:
@@ -92,7 +94,7 @@ def contact_sheet(videos: Sequence[np.ndarray], captions: Sequence[str], columns
         raise ValueError("contact_sheet needs at least one video")
     gap = 2
     rows = []
-    font = _caption_font()
+    font = caption_font()
     for video, caption in zip(videos, captions):
         frames = enlarged(np.asarray(video)[pick_frames(len(video), columns)])
         last = len(frames) - 1

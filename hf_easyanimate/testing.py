@@ -385,3 +385,43 @@ def make_demo_data(output_dir: str, videos: int = 8, images: int = 4, seed: int 
     with open(meta_path, "w", encoding="utf-8") as handle:
         json.dump(rows, handle, indent=2)
     return meta_path
+
+
+# --- tiny CLIP (validation metrics) -----------------------------------------------------------------------------
+
+def build_tiny_clip_tokenizer():
+    """A CLIP BPE tokenizer whose vocabulary is the byte alphabet (every word splits into characters), built here.
+
+    CLIP's tokenizer lower-cases and marks word ends with ``</w>``; with no merges each character is a token, which
+    is all a random tiny model needs, and it saves in the real format (vocab.json, merges.txt, tokenizer.json).
+    """
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = ["<|startoftext|>", "<|endoftext|>", *alphabet, *(f"{character}</w>" for character in alphabet)]
+    return CLIPTokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[], model_max_length=77)
+
+
+def make_tiny_clip(output_dir: str, seed: int = 0, image_size: int = 32) -> str:
+    """Write a tiny random ``CLIPModel`` + ``CLIPProcessor`` (tokenizer built locally) to ``output_dir``."""
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tokenizer = build_tiny_clip_tokenizer()
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 77,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": image_size, "patch_size": 8},
+        projection_dim=16,
+    )
+    CLIPModel(config).eval().save_pretrained(output_dir, safe_serialization=True)
+    # The PIL processor: the default one needs torchvision, which this project does not depend on.
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                            crop_size={"height": image_size, "width": image_size})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(output_dir)
+    return output_dir

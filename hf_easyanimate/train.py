@@ -32,6 +32,7 @@ from .data.masks import InpaintMaskGenerator
 from .data.pipeline import plan_summary
 from .inpaint import InpaintConditioner
 from .legacy import ModelConfigMismatch, report_model_config
+from .metrics.clip import ClipModelError
 from .models.encoders import FrozenEncoders
 from .models.loading import (
     EasyAnimateComponents,
@@ -237,7 +238,17 @@ def build_validation(
         weight_dtype=weight_dtype(args),
     )
     tensorboard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
-    return ValidationCallback(sampler, args.validation_steps, args.validation_epochs, tensorboard=tensorboard)
+    return ValidationCallback(sampler, args.validation_steps, args.validation_epochs, tensorboard=tensorboard,
+                              embedder=load_validation_clip(args))
+
+
+def load_validation_clip(args: EasyAnimateTrainingArguments):
+    """The CLIP model of the validation metrics, loaded before training (main process: it alone samples)."""
+    if not args.validation_prompts or str(args.validation_clip_model).lower() == "none" or not args.should_save:
+        return None
+    from .metrics.clip import ClipEmbedder
+
+    return ClipEmbedder.load(args.validation_clip_model)
 
 
 def needs_encoder_weights(data_args: DataArguments, args: EasyAnimateTrainingArguments) -> bool:
@@ -381,7 +392,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "hf-easyanimate train") 
         return 130
     except (  # raised before step 1: a clear message and exit code 2, not a traceback
         RecipeError, PreflightError, OutputDirError, CheckpointNotFound, ModelConfigMismatch, LoraTargetError,
-        MetadataError, DataValidationError, EmptyEpochError, CacheMissError,
+        MetadataError, DataValidationError, EmptyEpochError, CacheMissError, ClipModelError,
     ) as error:
         print(f"hf-easyanimate: error: {error}", file=sys.stderr)
         return 2

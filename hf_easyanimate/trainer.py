@@ -8,6 +8,7 @@ import shutil
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import Trainer
@@ -89,6 +90,7 @@ class EasyAnimateTrainer(Trainer):
         self.eval_batch_sampler = eval_batch_sampler
         self.nonfinite_guard = NonFiniteLossGuard(max_consecutive=args.max_consecutive_nonfinite)
         self._guarding_step = False
+        self._eval_records: list[tuple[float, float, int]] = []  # (loss, noise level, batch size) of an evaluation
         # Only for the recipe and the model card written beside the LoRA.
         self.model_args = model_args
         self.data_args = data_args
@@ -246,6 +248,7 @@ class EasyAnimateTrainer(Trainer):
             rank=config.r,
             alpha=config.lora_alpha,
             repo_id=self.hub_model_id,
+            metrics=hub.final_metrics(self.state.log_history),
         )
 
     def create_model_card(self, **kwargs) -> None:
@@ -416,6 +419,8 @@ class EasyAnimateTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.nonfinite_guard.total and "loss" in logs:
             logs["nonfinite_skipped_steps"] = self.nonfinite_guard.total
+        if "eval_loss" in logs:  # Trainer.evaluate's own log call (the dict it returns): exact loss and bands
+            logs.update(self.eval_losses())
         super().log(logs, start_time)
 
     # --- evaluation -----------------------------------------------------------------------------
@@ -437,7 +442,31 @@ class EasyAnimateTrainer(Trainer):
                         losses.append(self.compute_loss(model, inputs).detach().float())
         finally:
             self.encoders = encoders
+        size = inputs["pixel_values"].shape[0] if "pixel_values" in inputs else len(inputs.get("text", [0]))
+        levels = self.objective.noise_level(grid).tolist()
+        self._eval_records += [(float(loss), level, int(size)) for loss, level in zip(losses, levels)]
         return torch.stack(losses).mean(), None, None
+
+    def eval_losses(self) -> dict[str, float]:
+        """This evaluation's ``eval_loss`` over every eval sample, and split by noise band (packaged metric).
+
+        Trainer's ``evaluation_loop`` repeats each batch's loss by the *first* batch's size and truncates to the
+        number of samples, so with bucketed batches of different sizes it misweights, or drops, the last batches;
+        the value computed here weights each (batch, timestep) loss by its batch's size, over all ranks.
+        """
+        from accelerate.utils import gather_object
+
+        from .metrics import load_metric
+
+        records, self._eval_records = self._eval_records, []
+        if self.args.world_size > 1:
+            records = gather_object(records)
+        if not records:
+            return {}
+        losses = [loss for loss, _, size in records for _ in range(size)]
+        levels = [level for _, level, size in records for _ in range(size)]
+        return {"eval_loss": float(np.mean(losses)),
+                **load_metric("eval_loss_bands").compute(losses=losses, noise_levels=levels)}
 
     # --- objective ------------------------------------------------------------------------------
     def inpaint_latents(self, inputs: dict, latents: torch.Tensor) -> torch.Tensor | None:

@@ -49,6 +49,14 @@ def tiny_v5_inpaint_model_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> str:
+    """A tiny random CLIP (model + processor) for the validation metrics."""
+    from hf_easyanimate.testing import make_tiny_clip
+
+    return make_tiny_clip(str(tmp_path_factory.mktemp("tiny-clip")))
+
+
+@pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> str:
     """Path of the demo ``metadata.json`` (8 clips, 4 images); files sit beside it."""
     from hf_easyanimate.testing import make_demo_data

@@ -44,15 +44,15 @@ def test_redacted_copy_keeps_everything_but_secrets(tmp_path):
 
 
 @pytest.mark.timeout(900)
-def test_no_token_in_any_file_log_event_or_upload(tiny_model_dir, demo_data, tmp_path, monkeypatch, capfd,
-                                                  hub_recorder):
+def test_no_token_in_any_file_log_event_or_upload(tiny_model_dir, demo_data, tiny_clip_dir, tmp_path, monkeypatch,
+                                                  capfd, hub_recorder):
     monkeypatch.setenv("HF_TOKEN", ENV_TOKEN)
     out = str(tmp_path / "run")
     common = [
         DEMO, *demo_overrides(tiny_model_dir, demo_data, out), "--hub_token", CLI_TOKEN, "--save_steps", "2",
         "--logging_steps", "1", "--report_to", "tensorboard", "--log_level", "info",
         "--validation_prompts", "a red square moving left", "--validation_steps", "2",
-        "--validation_num_inference_steps", "2", "--validation_num_frames", "5",
+        "--validation_num_inference_steps", "2", "--validation_num_frames", "5", "--validation_clip_model", tiny_clip_dir,
         "--push_to_hub", "true", "--hub_model_id", "someone/tiny-lora", "--hub_strategy", "all_checkpoints",
     ]
     run(*parse_args([*common, "--max_steps", "4"]))  # checkpoint-2 and checkpoint-4

@@ -42,10 +42,12 @@ WATCHED = ("--report_to", "tensorboard", "--validation_prompts", PROMPT, "--vali
 
 
 @pytest.fixture(scope="module")
-def watched_run(tiny_model_dir, demo_data, tmp_path_factory):
-    """4 steps of the tiny demo with validation sampling, eval loss and TensorBoard every 2 steps."""
+def watched_run(tiny_model_dir, demo_data, tiny_clip_dir, tmp_path_factory):
+    """4 steps of the tiny demo with validation sampling (scored by a tiny CLIP), eval loss and TensorBoard every
+    2 steps."""
     out = str(tmp_path_factory.mktemp("watched") / "run")
-    trainer = run(*parse_args(demo_argv(tiny_model_dir, demo_data, out, *WATCHED, "--eval_data_meta", demo_data)))
+    trainer = run(*parse_args(demo_argv(tiny_model_dir, demo_data, out, *WATCHED, "--eval_data_meta", demo_data,
+                                        "--validation_clip_model", tiny_clip_dir)))
     return out, trainer
 
 
@@ -56,7 +58,7 @@ def test_each_validation_step_writes_one_mp4_and_one_contact_sheet(watched_run):
     assert steps == ["step-2", "step-3", "step-4"]
     for step in steps:
         folder = os.path.join(out, "validation", step)
-        assert sorted(os.listdir(folder)) == ["contact_sheet.png", "prompt-00.mp4", "samples.json"]
+        assert sorted(os.listdir(folder)) == ["contact_sheet.png", "metrics.json", "prompt-00.mp4", "samples.json"]
         video = decord.VideoReader(os.path.join(folder, "prompt-00.mp4"))
         assert (len(video), *video[0].shape) == (5, 64, 64, 3)  # --validation_num_frames 5 at the recipe's 64 px
         sheet = Image.open(os.path.join(folder, "contact_sheet.png"))
@@ -123,7 +125,7 @@ def test_report_plots_train_and_eval_loss_and_collects_the_latest_sheet(watched_
     paths = render(out)
     assert paths.loss_plot in printed and paths.validation_step == 4
     plot = np.asarray(Image.open(paths.loss_plot).convert("RGB"))
-    assert plot.shape == (450, 800, 3)
+    assert plot.shape == (450, 1400, 3)  # the loss, and beside it the CLIP metrics of the tiny CLIP
     orange = ((plot[..., 0] > 200) & (plot[..., 1] > 100) & (plot[..., 1] < 160) & (plot[..., 2] < 60)).sum()
     blue = ((plot[..., 0] < 60) & (plot[..., 1] > 100) & (plot[..., 1] < 140) & (plot[..., 2] > 160)).sum()
     assert orange > 50 and blue > 50  # both curves (tab:orange eval, tab:blue train) are drawn

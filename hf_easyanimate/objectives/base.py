@@ -61,6 +61,10 @@ class Objective(ABC):
     def model_timesteps(self, index: torch.Tensor) -> torch.Tensor:
         """The timestep values the transformer is conditioned on for ``index``."""
 
+    def noise_level(self, index: torch.Tensor) -> torch.Tensor:
+        """Where ``index`` sits on the diffusion range as a fraction: 0 = clean, 1 = pure noise (eval loss bands)."""
+        return self.model_timesteps(index).float() / float(getattr(self, "num_train_timesteps", 1000))
+
     @abstractmethod
     def noisy(self, latents: torch.Tensor, noise: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """The model input x_t."""

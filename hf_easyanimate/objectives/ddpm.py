@@ -33,7 +33,7 @@ class DDPMObjective(DiscreteGridSampling, Objective):
             raise ValueError(
                 f"ddpm prediction_type {self.prediction_type!r} is not supported; use one of {PREDICTION_TYPES}"
             )
-        num_train_timesteps = int(self.scheduler.config.num_train_timesteps)
+        num_train_timesteps = self.num_train_timesteps = int(self.scheduler.config.num_train_timesteps)
         if self.sampler.num_steps > num_train_timesteps:
             raise ValueError(
                 f"--train_sampling_steps={self.sampler.num_steps} exceeds the scheduler's "

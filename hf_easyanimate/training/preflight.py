@@ -47,6 +47,25 @@ def check_data_paths(data_args) -> None:
             raise PreflightError(f"--{flag} {meta} does not exist")
 
 
+def check_clip_model(args) -> None:
+    """``--validation_clip_model`` must be loadable when validation samples will be scored: checked from its
+    config file, before the base model loads (the model itself is loaded with the validation set-up)."""
+    name = str(getattr(args, "validation_clip_model", "none"))
+    if not args.validation_prompts or name.lower() == "none":
+        return
+    hint = ("pass a local CLIP folder (`hf-easyanimate make-tiny-clip DIR` writes a tiny one), a Hub id you have "
+            "cached or network for, or --validation_clip_model none to sample without the CLIP metrics")
+    if os.path.exists(name) or looks_local(name):
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            raise PreflightError(f"--validation_clip_model {name}: no CLIP model there (no config.json); {hint}")
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise PreflightError(f"--validation_clip_model {name} is a Hub id, HF_HUB_OFFLINE=1 is set and it is not in "
+                             f"the Hugging Face cache; {hint}")
+
+
 def resolve_loss_type(model_args, args) -> None:
     """``--loss_type`` follows the checkpoint when not given; a contradicting explicit value gets one warning."""
     resolved, why = checkpoint_loss_type(
@@ -74,5 +93,6 @@ def preflight(model_args, data_args, args) -> str | None:
     check_remaining(resume, args.max_steps, args.num_train_epochs)
     ensure_supported_architecture(model_args.pretrained_model_name_or_path, model_args.config_path)
     check_model_path(model_args.pretrained_model_name_or_path, model_args.revision, model_args.cache_dir)
+    check_clip_model(args)
     resolve_loss_type(model_args, args)
     return resume
