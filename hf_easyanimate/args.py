@@ -16,7 +16,7 @@ from functools import cached_property
 
 from transformers import TrainingArguments
 
-from .data.buckets import frames_on_vae_grid
+from .data.buckets import FrameGrid, as_frame_grid, frames_on_vae_grid
 from .training import distributed
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,15 @@ def _adjust(owner: object, key: str, used: int, why: str) -> None:
         setattr(owner, key, used)
 
 
-def note_off_grid_frames(n_frames: int, temporal_compression: int) -> None:
+def note_off_grid_frames(n_frames: int, grid: FrameGrid | int) -> None:
     """``--video_sample_n_frames`` off the VAE's grid is kept (clips are sampled with it) and cut per batch."""
-    on_grid = frames_on_vae_grid(n_frames, temporal_compression)
+    grid = as_frame_grid(grid)
+    on_grid = frames_on_vae_grid(n_frames, grid)
     if on_grid != n_frames:
         logger.warning(
-            "--video_sample_n_frames=%d is not on the VAE's temporal grid (%dn + 1 frames): clips are sampled with "
+            "--video_sample_n_frames=%d is not on the VAE's temporal grid (%s frames): clips are sampled with "
             "%d frames and each batch keeps the first %d, as the original trainer does.",
-            n_frames, temporal_compression, n_frames, on_grid,
+            n_frames, grid, n_frames, on_grid,
         )
 
 
@@ -374,7 +375,9 @@ OBJECTIVE_FLAGS = (
     "logit_std", "mode_scale", "snr_loss", "noise_offset", "input_perturbation", "noise_share_in_frames",
     "noise_share_in_frames_ratio", "motion_sub_loss", "motion_sub_loss_ratio",
 )
-MEMORY_FLAGS = ("vae_mini_batch", "low_vram", "enable_xformers_memory_efficient_attention", "multi_stream")
+MEMORY_FLAGS = ("vae_mini_batch", "low_vram", "enable_xformers_memory_efficient_attention", "multi_stream",
+                "base_weight_dtype", "text_encoder_dtype", "blocks_to_swap", "activation_offload")
+STORAGE_DTYPE_NAMES = ("float8_e4m3fn", "float8_e5m2", "bfloat16", "float16")
 
 
 @dataclass
@@ -526,6 +529,34 @@ class EasyAnimateTrainingArguments(TrainingArguments):
         },
     )
     multi_stream: bool = field(default=False, metadata={"help": "Accepted for compatibility; has no effect."})
+    base_weight_dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "Store the frozen transformer weights in this dtype and compute in the training dtype (bf16/fp16): "
+            f"one of {', '.join(STORAGE_DTYPE_NAMES)}. float8 halves the base weights of a bf16 run (12B: 22 -> 12 GiB); "
+            "norms, embeddings, input/output projections and the LoRA stay in the training dtype (docs/memory.md). "
+            "Saves at the step's peak with --gradient_checkpointing."
+        },
+    )
+    text_encoder_dtype: str | None = field(
+        default=None,
+        metadata={"help": "The same for the text encoder(s), for runs without --latent_cache_dir: "
+                          f"one of {', '.join(STORAGE_DTYPE_NAMES)}."},
+    )
+    blocks_to_swap: int = field(
+        default=0,
+        metadata={
+            "help": "Keep the frozen weights of the last N transformer blocks in (pinned) CPU memory and copy each to "
+            "the GPU just before it runs (forward, the checkpoint recompute and backward), the next one prefetched "
+            "on a side stream; LoRA weights, gradients and optimizer state stay on the GPU. Needs "
+            "--gradient_checkpointing; not with DeepSpeed. `hf-easyanimate plan-memory` says how many fit."
+        },
+    )
+    activation_offload: bool = field(
+        default=False,
+        metadata={"help": "Keep the tensors saved for backward (with --gradient_checkpointing: each block's input) in "
+                          "pinned CPU memory instead of on the GPU (torch.autograd.graph.save_on_cpu)."},
+    )
 
     # --- run ---------------------------------------------------------------------------------
     tracker_project_name: str = field(
@@ -662,9 +693,34 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             self.warn_inapplicable_flags()
         self._resolve_validation_schedule()
         self._check_optimizer_available()
+        self._check_memory_flags()
         super().__post_init__()
         if self.scale_lr:
             self._scale_learning_rate()
+
+    def _check_memory_flags(self) -> None:
+        """The memory flags' own rules (the block count is checked against the model in check_combination)."""
+        from .memory.storage import StorageDtypeError, storage_dtype
+
+        for key in ("base_weight_dtype", "text_encoder_dtype"):
+            value = getattr(self, key)
+            try:
+                storage_dtype(value)
+            except StorageDtypeError as error:
+                raise ArgumentValidationError(f"--{key}={value!r}: {error}") from None
+        _require(self.blocks_to_swap >= 0, "blocks_to_swap", "must be >= 0 (0 keeps every block on the GPU)",
+                 self.blocks_to_swap)
+        if self.blocks_to_swap:
+            _require(
+                bool(self.activation_checkpointing or self.gradient_checkpointing), "blocks_to_swap",
+                "needs --gradient_checkpointing: without it autograd keeps every swapped block's weights on the GPU "
+                "until the backward pass, so nothing is saved", self.blocks_to_swap,
+            )
+            _require(
+                not self.deepspeed, "blocks_to_swap",
+                "is not supported with DeepSpeed (ZeRO partitions and moves parameters itself); drop --deepspeed, or "
+                "use ZeRO's own offload in the DeepSpeed config", self.blocks_to_swap,
+            )
 
     # --- objective-dependent notes ---------------------------------------------------------------
     def warn_inapplicable_flags(self) -> None:
@@ -836,14 +892,39 @@ class EasyAnimateTrainingArguments(TrainingArguments):
             _adjust_frames(self, "validation_num_frames")
 
 
+def check_blocks_to_swap(model_args: ModelArguments, blocks_to_swap: int) -> None:
+    """``--blocks_to_swap`` at most the transformer's block count (from its config, when it can be read here)."""
+    from .memory.planner import transformer_block_count
+
+    count = transformer_block_count(model_args.pretrained_model_name_or_path, model_args.revision,
+                                    model_args.cache_dir)
+    if count is not None:
+        _require(blocks_to_swap <= count, "blocks_to_swap",
+                 f"this transformer has {count} blocks; swap at most {count}", blocks_to_swap)
+
+
 def check_combination(model_args: ModelArguments, data_args: DataArguments, args: EasyAnimateTrainingArguments) -> None:
     """Rules that span the three dataclasses, checked at parse time like the per-field ones."""
-    from .models.loading import detect_original_version
+    from .models.loading import LEGACY_VERSIONS, detect_original_version
+    from .models.vae import local_frame_grid
 
-    version, _ = detect_original_version(model_args.pretrained_model_name_or_path, model_args.config_path)
+    version, source = detect_original_version(model_args.pretrained_model_name_or_path, model_args.config_path)
+    if args.blocks_to_swap:
+        check_blocks_to_swap(model_args, args.blocks_to_swap)
     if version in (None, "v5", "v5.1"):
-        # MagVIT (V5 family) encodes 4n + 1 frames; pre-V5 VAEs use other grids (and are refused at build time).
+        # MagVIT (V5 family) encodes 4n + 1 frames; the V2-V4 VAEs chunk by their mini_batch_encoder.
         note_off_grid_frames(data_args.video_sample_n_frames, VAE_TEMPORAL_COMPRESSION)
+    elif version in LEGACY_VERSIONS:
+        _require(
+            not args.validation_prompts, "validation_prompts",
+            f"EasyAnimate {version.upper()} (detected from {source}) is trained without sampling: its VAE decoder "
+            "is not ported, so validation videos cannot be made. Drop --validation_prompts (and --validation_images); "
+            "--eval_data_meta with --eval_strategy steps still gives a validation loss",
+            args.validation_prompts,
+        )
+        grid = local_frame_grid(model_args.pretrained_model_name_or_path)
+        if grid is not None:
+            note_off_grid_frames(data_args.video_sample_n_frames, grid)
     if args.validation_images:
         _require(
             model_args.train_mode == "inpaint", "validation_images",

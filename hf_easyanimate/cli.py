@@ -26,12 +26,17 @@ def _make_tiny_model(argv: list[str]) -> int:
     parser = _parser("make-tiny-model", "Write a tiny random EasyAnimate repo (the real checkpoints' on-disk layout) "
                      "for tests and demos. Its samples are noise by design: the weights are random.")
     parser.add_argument("output_dir", help="folder to write (created)")
-    parser.add_argument("--version", default="v5.1", choices=["v5.1", "v5"], help="v5.1: Qwen2-VL; v5: BERT + T5.")
-    parser.add_argument("--inpaint", action="store_true", help="InP variant (image-to-video).")
+    parser.add_argument("--version", default="v5.1", choices=["v5.1", "v5", "v4", "v3", "v2"],
+                        help="v5.1: Qwen2-VL; v5: BERT + T5; v4: HunyuanDiT video (BERT + T5); v3 / v2: PixArt-alpha "
+                             "with motion modules (T5), in the layouts of their Hub releases.")
+    parser.add_argument("--inpaint", action="store_true",
+                        help="InP variant (image-to-video); v3 / v4 also get the CLIP image encoder. v2 has none.")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = parser.parse_args(argv)
     from .testing import make_tiny_model
 
+    if args.inpaint and args.version == "v2":
+        parser.error("--inpaint: EasyAnimate V2 had no InP release; write v2 without --inpaint")
     make_tiny_model(args.output_dir, version=args.version, inpaint=args.inpaint, seed=args.seed)
     print(f"tiny EasyAnimate {args.version}{' InP' if args.inpaint else ''} model written to {args.output_dir}")
     return 0
@@ -222,6 +227,12 @@ def _buckets(argv: list[str]) -> int:
     return buckets_main(argv)
 
 
+def _plan_memory(argv: list[str]) -> int:
+    from .memory.command import plan_memory_main
+
+    return plan_memory_main(argv)
+
+
 def _precompute(argv: list[str]) -> int:
     from .cache.setup import precompute_main
 
@@ -237,6 +248,8 @@ COMMANDS = {
     "export-lora": (_export_lora, "convert a LoRA: hf-easyanimate export-lora IN --to easyanimate|peft OUT"),
     "validate-data": (_validate_data, "check every row and file of a dataset: validate-data --train_data_meta M"),
     "buckets": (_buckets, "the bucket plan a run would use: hf-easyanimate buckets RECIPE.yaml [--json]"),
+    "plan-memory": (_plan_memory, "predicted peak GPU memory and the flags that fit: plan-memory RECIPE.yaml "
+                                  "[--gpu_memory_gb 24]"),
     "sample": (_sample, "render a clip with a LoRA: hf-easyanimate sample --model M --lora L --prompt P --out x.mp4"),
     "report": (_report, "plot the loss curves and collect validation samples of a run: hf-easyanimate report OUT_DIR"),
     "compare": (_compare, "which checkpoint is best: hf-easyanimate compare OUT_DIR --prompts P [P ...]"),

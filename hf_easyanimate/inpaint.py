@@ -14,6 +14,9 @@ follows its conventions where the original trainer differs (see docs/objectives.
   (MagVIT encodes frame 0 alone), x scaling_factor;
 * a fully masked sample (pure text-to-video) gets all-zero inpaint latents, as the pipeline feeds when
   there is no reference (the original zeroed them 90 % of the time).
+
+V2-V4 (``resize_inpaint_mask_directly: false``) have no diffusers pipeline to agree with, so
+:class:`EncodedMaskInpaintConditioner` does what their original trainer does: the mask itself goes through the VAE.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ def masked_pixels(pixel_values: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 class InpaintConditioner:
     """Builds ``inpaint_latents`` (B, 1 + C, f, h, w) for a batch; pure tensors plus an ``encode`` callable.
 
-    ``encode`` maps pixels (B, F, 3, H, W) to *scaled* latents (B, C, f, h, w) with the posterior mode.
+    ``encode(pixels, sample=...)`` maps pixels (B, F, 3, H, W) to *scaled* latents (B, C, f, h, w); this one asks
+    for the posterior mode.
     """
 
     scaling_factor: float
@@ -47,15 +51,14 @@ class InpaintConditioner:
         pixel_values: torch.Tensor,
         mask: torch.Tensor,
         latents: torch.Tensor,
-        encode: Callable[[torch.Tensor], torch.Tensor],
+        encode: Callable[..., torch.Tensor],
     ) -> torch.Tensor:
-        if mask.shape[:2] != pixel_values.shape[:2] or mask.shape[-2:] != pixel_values.shape[-2:]:
-            raise ValueError(f"mask {tuple(mask.shape)} does not match pixel_values {tuple(pixel_values.shape)}")
+        check_mask(mask, pixel_values)
         mask = mask.to(device=pixel_values.device, dtype=torch.float32)
         reference = masked_pixels(pixel_values.float(), mask)
         if self.add_noise_to_reference:
             reference = add_noise_to_reference_video(reference)
-        return self.from_latents(mask, encode(reference), latents)
+        return self.from_latents(mask, encode(reference, sample=False), latents)
 
     def from_latents(self, mask: torch.Tensor, video_latents: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """The conditioning from already-encoded masked-video latents (the latent cache stores them)."""
@@ -69,6 +72,72 @@ class InpaintConditioner:
         inpaint = torch.cat([mask_latents, video_latents], dim=1)
         text_to_video = mask.flatten(1).amin(dim=1) >= 0.5  # every pixel masked
         return inpaint * (~text_to_video).to(inpaint.dtype).reshape(-1, 1, 1, 1, 1)
+
+
+def check_mask(mask: torch.Tensor, pixel_values: torch.Tensor) -> None:
+    if mask.shape[:2] != pixel_values.shape[:2] or mask.shape[-2:] != pixel_values.shape[-2:]:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match pixel_values {tuple(pixel_values.shape)}")
+
+
+@dataclass
+class EncodedMaskInpaintConditioner:
+    """V2-V4 inpaint conditioning, as their original trainer builds it (``resize_inpaint_mask_directly: false``).
+
+    ``inpaint_latents = cat([VAE(mask as 3 channels), VAE(masked video)]) * scaling_factor``, both VAE passes drawing
+    from the posterior (mask values 0/1 go in as pixel values, unnormalised, as the original feeds them); a fully
+    masked sample (text-to-video) has its conditioning zeroed with probability ``zero_text_to_video`` (0.9) and
+    keeps the VAE's encoding of "everything masked" otherwise. The draw is the step's torch RNG (keyed per batch).
+    """
+
+    scaling_factor: float
+    add_noise_to_reference: bool = False
+    zero_text_to_video: float = 0.9
+
+    def __call__(
+        self,
+        pixel_values: torch.Tensor,
+        mask: torch.Tensor,
+        latents: torch.Tensor,
+        encode: Callable[..., torch.Tensor],
+    ) -> torch.Tensor:
+        check_mask(mask, pixel_values)
+        mask = mask.to(device=pixel_values.device, dtype=torch.float32)
+        text_to_video = mask.flatten(1).amin(dim=1) >= 0.5
+        zeroed = text_to_video & (torch.rand(len(mask)) < self.zero_text_to_video).to(mask.device)
+        reference = masked_pixels(pixel_values.float(), mask)
+        if self.add_noise_to_reference:
+            reference = add_noise_to_reference_video(reference)
+        mask_latents = encode(mask.repeat(1, 1, 3, 1, 1), sample=True)
+        video_latents = encode(reference, sample=True)
+        inpaint = torch.cat([mask_latents, video_latents], dim=1).to(device=latents.device, dtype=latents.dtype)
+        if inpaint.shape[2:] != latents.shape[2:]:
+            raise ValueError(f"inpaint latents {tuple(inpaint.shape)} do not match latents {tuple(latents.shape)}")
+        return inpaint * (~zeroed).to(device=inpaint.device, dtype=inpaint.dtype).reshape(-1, 1, 1, 1, 1)
+
+    def from_posterior(
+        self,
+        mask: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        latents: torch.Tensor,
+        sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The conditioning from the latent cache: ``sample(mean, std)`` (scaled) draws it from the cached posterior
+        of ``cat([VAE(mask), VAE(masked video)])`` of each sample's mask; text-to-video samples are zeroed as above."""
+        text_to_video = mask.flatten(1).amin(dim=1) >= 0.5
+        zeroed = text_to_video & (torch.rand(len(mask)) < self.zero_text_to_video)
+        inpaint = sample(mean.to(latents.device), std.to(latents.device)).to(dtype=latents.dtype)
+        if inpaint.shape[2:] != latents.shape[2:]:
+            raise ValueError(f"cached inpaint latents {tuple(inpaint.shape)} do not match latents {tuple(latents.shape)}")
+        return inpaint * (~zeroed).to(device=inpaint.device, dtype=inpaint.dtype).reshape(-1, 1, 1, 1, 1)
+
+
+def reference_attention_mask(batch_size: int, tokens: int, device: torch.device | str,
+                             keep_probability: float = 0.5) -> torch.Tensor:
+    """The CLIP tokens' attention mask of one batch: all ones with ``keep_probability``, else all zeros (the model
+    then sees its learned padding instead), one draw for the whole batch as the original makes it."""
+    keep = float(torch.rand(())) < keep_probability
+    return torch.full((batch_size, tokens), 1.0 if keep else 0.0, device=device)
 
 
 def empty_inpaint_latents(latents: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -151,9 +151,10 @@ APPLIED_KEYS = ("transformer_additional_kwargs.enable_text_attention_mask",)
 # Original class names -> the diffusers class that implements them (None: no diffusers implementation).
 ORIGINAL_TRANSFORMER_TYPES = {
     "EasyAnimateTransformer3DModel": "EasyAnimateTransformer3DModel",
-    "HunyuanTransformer3DModel": None,
-    "Transformer3DModel": None,
+    "HunyuanTransformer3DModel": "HunyuanTransformer3DModel",  # V4, ported in models/legacy
+    "Transformer3DModel": "Transformer3DModel",  # V2/V3, ported in models/legacy
 }
+LEGACY_CLASSES = ("HunyuanTransformer3DModel", "Transformer3DModel")
 
 
 @dataclass
@@ -165,6 +166,7 @@ class ModelConfigReading:
     checked: dict[str, Any]
     mismatched: dict[str, tuple[Any, Any]]
     not_applicable: list[str]
+    applied: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # V2-V4: YAML value over the checkpoint's
 
     def report(self) -> str | None:
         """One warning naming what was not used (None when everything applied)."""
@@ -182,6 +184,11 @@ class ModelConfigReading:
             parts.append(
                 "disagrees with the checkpoint, which wins: "
                 + ", ".join(f"{key}={yaml!r} (checkpoint {ckpt!r})" for key, (yaml, ckpt) in self.mismatched.items())
+            )
+        if self.applied:
+            parts.append(
+                "overrides the checkpoint's transformer config, as the original trainer applies it: "
+                + ", ".join(f"{key}={yaml!r} (config.json {ckpt!r})" for key, (yaml, ckpt) in self.applied.items())
             )
         return f"--config_path {self.path}: " + "; ".join(parts) if parts else None
 
@@ -215,6 +222,8 @@ def read_model_config(
 
     if not os.path.isfile(config_path):
         return ModelConfigReading(config_path, False, {}, {}, [])
+    if transformer_config.get("_class_name") in LEGACY_CLASSES:
+        return read_legacy_model_config(config_path, transformer_config, vae_config)
     with open(config_path, encoding="utf-8") as handle:
         tree = yaml.safe_load(handle) or {}
     if not isinstance(tree, dict):
@@ -273,6 +282,63 @@ def read_model_config(
                 checked[name] = flat[name]
     not_applicable = sorted(key for key in flat if key not in checked and key not in mismatched)
     return ModelConfigReading(config_path, True, checked, mismatched, not_applicable)
+
+
+def read_legacy_model_config(
+    config_path: str, transformer_config: dict[str, Any], vae_config: dict[str, Any]
+) -> ModelConfigReading:
+    """The original YAML against a V2-V4 checkpoint, read as the original trainer reads it.
+
+    ``transformer_additional_kwargs`` override ``transformer/config.json`` (the original's ``from_pretrained_2d``
+    passes them to ``from_config``), so they are applied; a key that changes the architecture then shows up as a
+    weight mismatch when the checkpoint loads. ``vae_kwargs`` never reach the original VAE (it passes them as one
+    unused keyword), so ``vae/config.json`` rules and the YAML is only compared with it. The text-encoder layout
+    must match the release: BERT + T5 for V4, T5 alone for V2/V3.
+    """
+    import yaml
+
+    with open(config_path, encoding="utf-8") as handle:
+        tree = yaml.safe_load(handle) or {}
+    if not isinstance(tree, dict):
+        raise ModelConfigMismatch(f"--config_path {config_path}: expected a YAML mapping, got {type(tree).__name__}")
+    flat = _flatten(tree)
+    checked: dict[str, Any] = {}
+    mismatched: dict[str, tuple[Any, Any]] = {}
+    applied: dict[str, tuple[Any, Any]] = {}
+    checkpoint_class = transformer_config.get("_class_name")
+    transformer_type = flat.get("transformer_additional_kwargs.transformer_type")
+    if transformer_type is not None and transformer_type != checkpoint_class:
+        raise ModelConfigMismatch(
+            f"--config_path {config_path} describes a {transformer_type} transformer but the checkpoint's is "
+            f"{checkpoint_class}; pass the YAML of the model you train (or drop --config_path)."
+        )
+    multi = flat.get("text_encoder_kwargs.enable_multi_text_encoder")
+    if multi is not None:
+        wants_two = checkpoint_class == "HunyuanTransformer3DModel"
+        if bool(multi) != wants_two:
+            raise ModelConfigMismatch(
+                f"--config_path {config_path} has enable_multi_text_encoder={multi}, but this checkpoint's release uses "
+                f"{'BERT + T5 (V4)' if wants_two else 'T5 alone (V2/V3)'}; pass the YAML of the model you train."
+            )
+        checked["text_encoder_kwargs.enable_multi_text_encoder"] = multi
+    for name, value in (tree.get("transformer_additional_kwargs") or {}).items():
+        key = f"transformer_additional_kwargs.{name}"
+        if name == "transformer_type":
+            checked[key] = value
+        elif name in transformer_config and transformer_config[name] == value:
+            checked[key] = value
+        else:
+            applied[key] = (value, transformer_config.get(name))
+    for name, value in (tree.get("vae_kwargs") or {}).items():
+        key = f"vae_kwargs.{name}"
+        if name == "vae_type" or vae_config.get(name, value) == value:
+            checked[key] = value
+        else:
+            mismatched[key] = (value, vae_config.get(name))
+    nested = ("transformer_additional_kwargs.", "vae_kwargs.")
+    not_applicable = sorted(key for key in flat if key not in checked and key not in mismatched
+                            and not key.startswith(nested))
+    return ModelConfigReading(config_path, True, checked, mismatched, not_applicable, applied)
 
 
 def report_model_config(

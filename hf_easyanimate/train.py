@@ -28,10 +28,12 @@ from .data import (
     build_eval_set,
     build_train_data,
 )
+from .data.buckets import FrameGrid
 from .data.masks import InpaintMaskGenerator
 from .data.pipeline import plan_summary
-from .inpaint import InpaintConditioner
+from .inpaint import EncodedMaskInpaintConditioner, InpaintConditioner
 from .legacy import ModelConfigMismatch, report_model_config
+from .memory.block_swap import swap_blocks
 from .metrics.clip import ClipModelError
 from .models.encoders import FrozenEncoders
 from .models.loading import (
@@ -43,6 +45,7 @@ from .models.loading import (
 )
 from .models.lora import LoraTargetError, add_lora, build_lora_config, require_linear_targets
 from .models.text import build_prompt_encoder
+from .models.vae import frame_grid
 from .objectives import (
     DDPMObjective,
     DiscreteTimestepSampler,
@@ -62,6 +65,21 @@ from .training.runtime import setup_logging, weight_dtype
 from .training.signals import GracefulStop, TrainingInterrupted
 
 logger = logging.getLogger("hf_easyanimate")
+
+
+def apply_storage_dtypes(components: EasyAnimateComponents, args: EasyAnimateTrainingArguments) -> None:
+    """``--base_weight_dtype`` / ``--text_encoder_dtype``: frozen weights stored narrow, computed in the run's dtype."""
+    from .memory.storage import TEXT_ENCODER_KEPT, storage_dtype, store_weights
+
+    compute = weight_dtype(args)
+    base = storage_dtype(args.base_weight_dtype)
+    if base is not None:
+        store_weights(components.transformer, base, compute)
+    text = storage_dtype(args.text_encoder_dtype)
+    if text is not None:
+        for encoder in (components.text_encoder, components.text_encoder_2):
+            if encoder is not None and not any(p.is_meta for p in encoder.parameters()):
+                store_weights(encoder, text, compute, keep=TEXT_ENCODER_KEPT)
 
 
 def build_objective(args: EasyAnimateTrainingArguments, components: EasyAnimateComponents) -> Objective:
@@ -106,15 +124,27 @@ def build_objective(args: EasyAnimateTrainingArguments, components: EasyAnimateC
             motion_sub_loss_ratio=motion,
         )
     if args.loss_type == "sigma":
-        check_learned_sigma_support(components.transformer.config, components.vae.config.latent_channels)
+        check_learned_sigma_support(components.transformer, components.vae.config.latent_channels)
         return LearnedSigmaObjective(sampler=sampler, snr_loss=args.snr_loss, noise_options=noise)
     raise RecipeError(f"--loss_type={args.loss_type!r}: must be one of flow, ddpm, sigma")
 
 
-def build_inpaint_conditioner(components: EasyAnimateComponents) -> InpaintConditioner | None:
-    """For InP checkpoints: how mask/masked-video latents are built, read from the checkpoint's configs."""
+def build_inpaint_conditioner(
+    components: EasyAnimateComponents,
+) -> InpaintConditioner | EncodedMaskInpaintConditioner | None:
+    """For InP checkpoints: how mask/masked-video latents are built, read from the checkpoint's configs.
+
+    ``resize_inpaint_mask_directly`` (V5) resizes the mask onto the latent grid; without it (V2-V4) the mask goes
+    through the VAE like the video, as each release's original trainer does.
+    """
     if not components.is_inpaint:
         return None
+    config = components.transformer.config
+    if not config.get("resize_inpaint_mask_directly", True):
+        return EncodedMaskInpaintConditioner(
+            scaling_factor=float(components.vae.config.scaling_factor),
+            add_noise_to_reference=bool(config.get("add_noise_in_inpaint_model", False)),
+        )
     return InpaintConditioner(
         scaling_factor=float(components.vae.config.scaling_factor),
         add_noise_to_reference=bool(components.transformer.config.get("add_noise_in_inpaint_model", False)),
@@ -123,7 +153,7 @@ def build_inpaint_conditioner(components: EasyAnimateComponents) -> InpaintCondi
 
 
 def build_training_data(
-    data_args: DataArguments, args: EasyAnimateTrainingArguments, temporal_compression: int
+    data_args: DataArguments, args: EasyAnimateTrainingArguments, grid: FrameGrid | int
 ) -> tuple[EasyAnimateDataset, BucketBatchSampler, EasyAnimateCollator]:
     """Dataset, this rank's batch sampler and the collator (docs/data.md); bad data fails here with --strict_data."""
     if not data_args.train_data_meta:
@@ -134,7 +164,7 @@ def build_training_data(
         seed=args.seed,
         num_replicas=args.world_size,
         rank=args.process_index,
-        temporal_compression=temporal_compression,
+        frame_grid=grid,
     )
     return data.dataset, data.sampler, data.collator
 
@@ -149,14 +179,15 @@ def build_cached_training_data(
 ):
     """Dataset, sampler and collator over ``--latent_cache_dir``; fails before step 1 if entries are missing."""
     use_inpaint = inpaint is not None and model_args.train_mode == "inpaint"
-    spec = cache_spec(model_args, data_args, components.vae, prompt_encoder, use_inpaint)
+    spec = cache_spec(model_args, data_args, components.vae, prompt_encoder, use_inpaint, components)
     dataset, sampler, collator, config = build_cached_data(
         data_args, spec, args.per_device_train_batch_size, args.seed, args.world_size, args.process_index,
-        components.vae.temporal_compression_ratio,
+        frame_grid(components.vae),
     )
     check_complete(dataset, config)
     if use_inpaint:
         collator.mask_generator = CachedInpaintMasks()
+        collator.encoded_masks = spec.encoded_mask
         if inpaint.add_noise_to_reference:
             logger.warning(
                 "--latent_cache_dir: the checkpoint adds noise to the reference video before the VAE "
@@ -184,6 +215,23 @@ def report_bucket_plan(sampler: BucketBatchSampler, args: EasyAnimateTrainingArg
         logger.warning(summary.warning())
 
 
+def check_prompt_lengths(components: EasyAnimateComponents, prompt_encoder, tokenizer_max_length: int) -> None:
+    """V4 pads its text embeddings with learned tokens of a fixed length (``text_len`` / ``text_len_t5``): the
+    prompt encoders must produce exactly those lengths, or the first step would fail on a shape."""
+    config = components.transformer.config
+    if "text_len" not in config or components.tokenizer_2 is None:
+        return
+    lengths = (prompt_encoder.effective_max_length(components.tokenizer, tokenizer_max_length),
+               prompt_encoder.effective_max_length(components.tokenizer_2, tokenizer_max_length))
+    expected = (int(config["text_len"]), int(config["text_len_t5"]))
+    if lengths != expected:
+        raise RecipeError(
+            f"--tokenizer_max_length {tokenizer_max_length}: this EasyAnimate {components.version.upper()} transformer "
+            f"takes exactly {expected[0]} BERT and {expected[1]} T5 tokens (text_len / text_len_t5 of its config), "
+            f"the tokenizers would give {lengths[0]} and {lengths[1]}; use --tokenizer_max_length {max(expected)}."
+        )
+
+
 def build_lora_model(transformer: torch.nn.Module, model_args: ModelArguments, args: EasyAnimateTrainingArguments):
     """The peft-wrapped transformer. Seeded first, so the LoRA's initial weights are a function of --seed
     (Trainer seeds only later, when it is constructed)."""
@@ -203,7 +251,7 @@ def build_lora_model(transformer: torch.nn.Module, model_args: ModelArguments, a
 
 
 def build_eval_data(
-    data_args: DataArguments, args: EasyAnimateTrainingArguments, temporal_compression: int
+    data_args: DataArguments, args: EasyAnimateTrainingArguments, grid: FrameGrid | int
 ) -> tuple[EasyAnimateDataset, BucketBatchSampler] | tuple[None, None]:
     """Held-out clips for the deterministic validation loss: no caption drop, no repeats, every clip kept.
 
@@ -212,7 +260,7 @@ def build_eval_data(
     if not data_args.eval_data_meta:
         return None, None
     data = build_eval_set(
-        data_args, args.per_device_eval_batch_size, seed=args.seed, temporal_compression=temporal_compression
+        data_args, args.per_device_eval_batch_size, seed=args.seed, frame_grid=grid
     )
     return data.dataset, data.sampler
 
@@ -290,23 +338,32 @@ def run(
         vae_path=model_args.vae_path,
         config_path=model_args.config_path,
         encoder_weights=needs_encoder_weights(data_args, args),
+        train_mode=model_args.train_mode,
     )
+    apply_storage_dtypes(components, args)
     objective = build_objective(args, components)
     inpaint = build_inpaint_conditioner(components)
     prompt_encoder = build_prompt_encoder(components, model_args.tokenizer_max_length)
+    check_prompt_lengths(components, prompt_encoder, model_args.tokenizer_max_length)
+    grid = frame_grid(components.vae)
     if data_args.latent_cache_dir:
         dataset, sampler, collator = build_cached_training_data(
             model_args, data_args, args, components, prompt_encoder, inpaint
         )
     else:
-        dataset, sampler, collator = build_training_data(
-            data_args, args, temporal_compression=components.vae.temporal_compression_ratio
-        )
+        dataset, sampler, collator = build_training_data(data_args, args, grid)
         if model_args.train_mode == "inpaint":
             collator.mask_generator = InpaintMaskGenerator()
+            # V3/V4 InP: a CLIP reference frame per sample
+            collator.reference_frames = components.image_encoder is not None
     if args.should_log:
         report_bucket_plan(sampler, args)
     model = build_lora_model(components.transformer, model_args, args)
+    swapper = swap_blocks(components.transformer, args.blocks_to_swap, args.device)
+    if args.should_log and args.device.type == "cuda":
+        from .memory.command import startup_line
+
+        logger.info(startup_line(model_args, data_args, args))
     encoders = FrozenEncoders(
         components.vae,
         prompt_encoder,
@@ -314,10 +371,9 @@ def run(
         # With the cache the encoders stay in CPU memory and visit the accelerator only for eval batches.
         low_vram=args.low_vram or bool(data_args.latent_cache_dir),
         vae_mini_batch=args.vae_mini_batch,
+        image_encoder=components.image_encoder,
     )
-    eval_dataset, eval_sampler = build_eval_data(
-        data_args, args, temporal_compression=components.vae.temporal_compression_ratio
-    )
+    eval_dataset, eval_sampler = build_eval_data(data_args, args, grid)
     trainer = EasyAnimateTrainer(
         model=model,
         args=args,
@@ -333,6 +389,7 @@ def run(
         data_args=data_args,
         callbacks=list(callbacks),
         optimizer_cls_and_kwargs=optimizer_override(args),
+        block_swapper=swapper,
     )
     validation = build_validation(args, data_args, components, trainer)
     if validation is not None:

@@ -23,12 +23,23 @@ from transformers.utils.hub import PushInProgress
 
 from . import hub
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
-from .cache.data import LATENT_MEAN, LATENT_STD, MASKED_VIDEO_LATENTS, PROMPT_KEYS
+from .cache.data import (
+    INPAINT_MEAN,
+    INPAINT_STD,
+    LATENT_MEAN,
+    LATENT_STD,
+    MASKED_VIDEO_LATENTS,
+    PROMPT_KEYS,
+    REFERENCE_FEATURES,
+)
 from .callbacks import use_diffusers_tensorboard
 from .data.problems import BATCH_KEY, DataProblemLog, DataProblemsCallback
 from .data.sampler import unshard_batch_sampler
-from .inpaint import InpaintConditioner, empty_inpaint_latents
+from .inpaint import InpaintConditioner, empty_inpaint_latents, reference_attention_mask
+from .memory.block_swap import BlockSwapper, ignore_in_ddp
+from .memory.offload import activation_offload
 from .models.encoders import FrozenEncoders
+from .models.inputs import base_transformer, transformer_inputs
 from .models.lora_files import EASYANIMATE_LORA_NAME, atomic_copy, atomic_path, save_easyanimate_lora, save_peft_model
 from .models.lora_format import from_peft
 from .objectives import Objective
@@ -81,9 +92,11 @@ class EasyAnimateTrainer(Trainer):
         inpaint: InpaintConditioner | None = None,
         model_args: ModelArguments | None = None,
         data_args: DataArguments | None = None,
+        block_swapper: BlockSwapper | None = None,
         **kwargs,
     ) -> None:
         self.encoders = encoders
+        self.block_swapper = block_swapper
         self.objective = objective
         self.inpaint = inpaint
         self.train_batch_sampler = train_batch_sampler
@@ -97,8 +110,15 @@ class EasyAnimateTrainer(Trainer):
         if args.activation_checkpointing:
             # Trainer would call `activation_checkpointing_enable`, a transformers-only API; diffusers models
             # expose `enable_gradient_checkpointing`, so switch it on here and keep Trainer out of it.
-            model.get_base_model().enable_gradient_checkpointing()
+            checkpoint = None
+            if block_swapper is not None:
+                # The recompute must run each block to its end so that the block's forward hook returns its
+                # swapped weights to the CPU (torch's early stop would skip it).
+                checkpoint = partial(torch.utils.checkpoint.checkpoint, use_reentrant=False, early_stop=False)
+            model.get_base_model().enable_gradient_checkpointing(gradient_checkpointing_func=checkpoint)
             args.activation_checkpointing = args.gradient_checkpointing = False
+        if block_swapper is not None:
+            ignore_in_ddp(model, block_swapper.swapped_parameters)  # frozen and not on the device: DDP skips them
         super().__init__(model=model, args=args, **kwargs)
         # Trainer seeds every rank alike; like the original (seed + process_index), give each rank its own
         # stream. Inside training steps the draws are keyed by the samples instead (reproducibility.py), which
@@ -222,6 +242,7 @@ class EasyAnimateTrainer(Trainer):
         config = model.peft_config["default"]
         lora_state = get_peft_model_state_dict(model, state_dict=state_dict, save_embedding_layers=False)
         weights = from_peft(lora_state, config.to_dict(), source="training")
+        weights.architecture = type(model.get_base_model()).__name__
         dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
         save_easyanimate_lora(weights, path, dtype=dtype)
 
@@ -239,7 +260,7 @@ class EasyAnimateTrainer(Trainer):
         train_mode = getattr(self.model_args, "train_mode", "normal")
         return hub.CardFacts(
             base_model=config.base_model_name_or_path,
-            image_to_video=train_mode == "inpaint" or base.in_channels != base.out_channels,
+            image_to_video=train_mode == "inpaint" or base.in_channels != self.encoders.vae.config.latent_channels,
             dataset_size=len(self.train_dataset) if self.train_dataset is not None else None,
             steps=self.state.global_step,
             epochs=self.state.epoch,
@@ -477,8 +498,25 @@ class EasyAnimateTrainer(Trainer):
             return empty_inpaint_latents(latents)
         if MASKED_VIDEO_LATENTS in inputs:  # from the latent cache
             return self.inpaint.from_latents(inputs["mask"], inputs[MASKED_VIDEO_LATENTS], latents)
-        encode = partial(self.encoders.encode_pixels, sample=False)
-        return self.inpaint(inputs["pixel_values"], inputs["mask"], latents, encode)
+        if INPAINT_MEAN in inputs:  # V2-V4, from the latent cache
+            return self.inpaint.from_posterior(inputs["mask"], inputs[INPAINT_MEAN], inputs[INPAINT_STD], latents,
+                                               self.encoders.sample_latents)
+        return self.inpaint(inputs["pixel_values"], inputs["mask"], latents, self.encoders.encode_pixels)
+
+    def reference_tokens(self, inputs: dict, transformer: torch.nn.Module) -> dict:
+        """V3/V4 InP: the CLIP features of each sample's reference frame and the batch's attention mask over them
+        (all kept or all dropped, half the time each, as the original); {} for every other model or batch."""
+        tokens = getattr(transformer, "clip_tokens", None)
+        if tokens is None:
+            return {}
+        if REFERENCE_FEATURES in inputs:  # from the latent cache (frame 0's)
+            features = inputs[REFERENCE_FEATURES].to(self.args.device)
+        elif "clip_pixel_values" in inputs and self.encoders.image_encoder is not None:
+            features = self.encoders.encode_reference_images(inputs["clip_pixel_values"])
+        else:
+            return {}
+        mask = reference_attention_mask(len(features), tokens, features.device)
+        return {"clip_encoder_hidden_states": features, "clip_attention_mask": mask.to(features.dtype)}
 
     def forward_transformer(self, model, **inputs):
         """Call the (wrapped) transformer; under DeepSpeed bf16/fp16, in the engine's dtype.
@@ -508,15 +546,12 @@ class EasyAnimateTrainer(Trainer):
             latents = self.encoders.encode_pixels(inputs["pixel_values"]).float()
             prompt = self.encoders.encode_prompts(inputs["text"])
         inpaint_latents = self.inpaint_latents(inputs, latents)
+        transformer = base_transformer(model)
+        reference = self.reference_tokens(inputs, transformer)
         batch = self.objective.prepare(latents, self.objective.sample_noise(latents))
-        pred = self.forward_transformer(
-            model,
-            hidden_states=batch.noisy_latents,
-            timestep=batch.timesteps,
-            encoder_hidden_states=prompt["encoder_hidden_states"],
-            encoder_hidden_states_t5=prompt.get("encoder_hidden_states_t5"),
-            inpaint_latents=inpaint_latents,
-            return_dict=False,
-        )[0]
+        forward = transformer_inputs(transformer, batch.noisy_latents, batch.timesteps, prompt,
+                                     inpaint_latents=inpaint_latents, **reference)
+        with activation_offload(self.args.activation_offload and model.training, self.args.device):
+            pred = self.forward_transformer(model, **forward)[0]
         loss = self._checked(self.objective.loss(pred, batch))
         return (loss, pred) if return_outputs else loss

@@ -6,14 +6,15 @@ import os
 import subprocess
 import sys
 
-import pytest
-from huggingface_hub import HfApi
-from huggingface_hub.hf_api import RepoUrl
-
-# Tests never touch the network: every model and clip is generated locally.
+# Tests never touch the network: every model and clip is generated locally. Set before huggingface_hub is
+# imported: it reads HF_HUB_OFFLINE once, at import.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+from huggingface_hub import HfApi  # noqa: E402
+from huggingface_hub.hf_api import RepoUrl  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(REPO_ROOT, "recipes")
@@ -46,6 +47,23 @@ def tiny_v5_inpaint_model_dir(tmp_path_factory) -> str:
     from hf_easyanimate.testing import make_tiny_model
 
     return make_tiny_model(str(tmp_path_factory.mktemp("tiny-v5-inp")), version="v5", inpaint=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_legacy_dirs(tmp_path_factory):
+    """Tiny V4 / V3 / V2 repos in their Hub layouts, written on first use: ``tiny_legacy_dirs("v4-inp")``."""
+    from hf_easyanimate.testing import make_tiny_model
+
+    made: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in made:
+            version, _, variant = name.partition("-")
+            made[name] = make_tiny_model(str(tmp_path_factory.mktemp(f"tiny-{name}")), version=version,
+                                         inpaint=variant == "inp")
+        return made[name]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -155,7 +155,7 @@ def test_inpaint_conditioning_from_cache_equals_encoding_the_masked_video(tiny_i
     vae = load_components(tiny_inpaint_model_dir).vae
     pixels = torch.rand(1, 9, 3, 32, 32) * 2 - 1
     mask = first_frame_mask(9, 32, 32)[None]
-    encode = lambda p: encode_pixels(vae, p, 1, sample=False)  # noqa: E731
+    encode = lambda p, sample=False: encode_pixels(vae, p, 1, sample=sample)  # noqa: E731
     latents = encode(pixels)
     conditioner = InpaintConditioner(scaling_factor=vae.config.scaling_factor)
     cached = encode(masked_pixels(pixels, mask))  # what precompute stores

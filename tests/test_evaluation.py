@@ -47,7 +47,7 @@ def test_encode_once_reuses_results_for_the_same_inputs():
     class Encoders:
         device = "cpu"
 
-        def encode_pixels(self, pixels):
+        def encode_pixels(self, pixels, sample=True):
             calls.append("pixels")
             return pixels * 2
 

@@ -75,7 +75,8 @@ def test_a_repo_with_only_pickle_weights_is_refused(tiny_model_dir, tmp_path):
 
 
 def test_no_pickle_loading_or_remote_code_in_the_package():
-    """Audit: weights and LoRA files load through safetensors; nothing enables trust_remote_code."""
+    """Audit: weights and LoRA files load through safetensors; nothing enables trust_remote_code. The one pickle
+    reader (the V2-V4 releases' .bin weights) is torch.load(weights_only=True), which refuses arbitrary objects."""
     root = os.path.dirname(hf_easyanimate.__file__)
     offending = []
     pattern = re.compile(
@@ -87,7 +88,7 @@ def test_no_pickle_loading_or_remote_code_in_the_package():
             if name.endswith(".py"):
                 path = os.path.join(folder, name)
                 for number, line in enumerate(open(path, encoding="utf-8"), 1):
-                    if pattern.search(line):
+                    if pattern.search(line) and not ("torch.load(" in line and "weights_only=True" in line):
                         offending.append(f"{os.path.relpath(path, root)}:{number}: {line.strip()}")
     assert offending == []
 

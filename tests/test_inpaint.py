@@ -42,7 +42,7 @@ def test_conditioning_matches_the_diffusers_inpaint_pipeline(tiny_inpaint_model_
     vae = pipe.vae
     latents = encode_pixels(vae, pixel_values, 1)
     conditioner = InpaintConditioner(scaling_factor=vae.config.scaling_factor, add_noise_to_reference=False)
-    ours = conditioner(pixel_values, mask, latents, lambda px: encode_pixels(vae, px, 1, sample=False))
+    ours = conditioner(pixel_values, mask, latents, lambda px, sample: encode_pixels(vae, px, 1, sample=sample))
     assert ours.shape == expected.shape == (1, 1 + latents.shape[1], *latents.shape[2:])
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
     # Mask channel: 1 = shown, frame 0 resized on its own (half visible), later frames fully generated.
@@ -57,7 +57,7 @@ def test_fully_masked_samples_get_zero_conditioning_like_text_to_video():
     mask[1, 0] = 0  # sample 1 shows its first frame
     latents = torch.randn(2, 4, 2, 2, 2)
     conditioner = InpaintConditioner(scaling_factor=0.7, add_noise_to_reference=False)
-    out = conditioner(pixel_values, mask, latents, lambda px: torch.ones(px.shape[0], 4, 2, 2, 2))
+    out = conditioner(pixel_values, mask, latents, lambda px, sample: torch.ones(px.shape[0], 4, 2, 2, 2))
     assert out[0].abs().max() == 0
     assert out[1, 1:].eq(1).all() and out[1, 0, 0].eq(0.7).all() and out[1, 0, 1].eq(0).all()
     assert torch.equal(empty_inpaint_latents(latents), torch.zeros(2, 5, 2, 2, 2))
@@ -69,7 +69,7 @@ def test_reference_noise_leaves_masked_pixels_at_minus_one():
     mask[:, 1:] = 1
     seen = {}
 
-    def encode(px):
+    def encode(px, sample=False):
         seen["reference"] = px
         return torch.zeros(px.shape[0], 4, 2, 2, 2)
 

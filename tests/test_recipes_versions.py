@@ -1,4 +1,4 @@
-"""Every seed command has a recipe with its exact values; pre-V5 ones and impossible objectives fail early and clearly."""
+"""Every seed command has a recipe with its exact values; impossible objectives and V1 fail early and clearly."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hf_easyanimate.models.loading import (
     detect_original_version,
 )
 from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import main, run
+from hf_easyanimate.train import run
 
 CPU: list[str] = []  # bf16 recipes need no --use_cpu on a CPU-only host any more (bf16 autocast on the CPU)
 
@@ -57,31 +57,35 @@ def test_recipe_parses_with_the_seed_values(recipe):
     assert model_args.config_path and model_args.config_path.startswith("config/easyanimate_video_")
 
 
-@pytest.mark.parametrize(
-    ("recipe", "missing"),
-    [("v4/inp_lora.yaml", "HunyuanTransformer3DModel"), ("v4/inp_lora_deepspeed.yaml", "HunyuanTransformer3DModel"),
-     ("v3/inp_lora.yaml", "global motion modules"), ("v2/lora.yaml", "motion modules")],
-)
-def test_pre_v5_recipes_stop_before_loading_with_the_missing_component(recipe, missing, demo_data, tmp_path):
-    data = ["--train_data_dir", os.path.dirname(demo_data), "--train_data_meta", demo_data]  # data flags come first
-    model_args, data_args, args = parse_args([os.path.join(RECIPES, recipe), *CPU, *data, "--output_dir", str(tmp_path)])
-    with pytest.raises(UnsupportedModelError) as error:
-        run(model_args, data_args, args)
-    message = str(error.value)
-    assert "not available in diffusers" in message and missing in message
-    assert "--loss_type flow" in message and "--loss_type ddpm" in message and "V5" in message
-
-
-def test_main_prints_the_unsupported_message_instead_of_a_traceback(demo_data, tmp_path, capsys):
+@pytest.mark.parametrize(("recipe", "fixture"), [("v4/inp_lora.yaml", "v4-inp"), ("v3/inp_lora.yaml", "v3-inp"),
+                                               ("v2/lora.yaml", "v2")])
+def test_legacy_recipes_train(recipe, fixture, tiny_legacy_dirs, demo_data, tmp_path, monkeypatch):
+    """The V4 / V3 / V2 recipes train (on the tiny repos of those layouts, 2 steps, at a demo size)."""
+    monkeypatch.chdir(tmp_path)  # the recipes' config_path is relative to the original repo: absent here
     data = ["--train_data_dir", os.path.dirname(demo_data), "--train_data_meta", demo_data]
-    code = main([os.path.join(RECIPES, "v4", "inp_lora.yaml"), *CPU, *data, "--output_dir", str(tmp_path)])
-    assert code == 1
-    assert "not available in diffusers" in capsys.readouterr().err
+    small = ["--image_sample_size", "64", "--video_sample_size", "64", "--video_sample_n_frames", "18",
+             "--max_steps", "2", "--rank", "4", "--network_alpha", "4", "--dataloader_num_workers", "0"]
+    model_args, data_args, args = parse_args([os.path.join(RECIPES, recipe), *CPU, *data, *small,
+                                              "--pretrained_model_name_or_path", tiny_legacy_dirs(fixture),
+                                              "--output_dir", str(tmp_path / "out")])
+    trainer = run(model_args, data_args, args)
+    assert trainer.state.global_step == 2
+    assert os.path.isfile(tmp_path / "out" / "easyanimate_lora.safetensors")
+
+
+def test_v1_is_refused_with_what_it_needs(tmp_path):
+    config = tmp_path / "easyanimate_video_v1_motion_module.yaml"
+    config.write_text("transformer_additional_kwargs:\n  basic_block_type: motionmodule\n")
+    with pytest.raises(UnsupportedModelError, match="V1") as error:
+        check_training_setup("models/Diffusion_Transformer/EasyAnimateV1-XL-2", loss_type="sigma",
+                             train_mode="normal", config_path=str(config))
+    assert "2D VAE" in str(error.value) and "recipes/v5.1/inp_lora.yaml" in str(error.value)
 
 
 def test_version_detection_sources():
     assert detect_original_version(None, "config/easyanimate_video_v5.1_magvit_qwen.yaml")[0] == "v5.1"
     assert detect_original_version("models/Diffusion_Transformer/EasyAnimateV4-XL-2-InP")[0] == "v4"
+    assert detect_original_version(None, "config/easyanimate_video_v1_motion_module.yaml")[0] == "v1"
     assert detect_original_version("/tmp/some-tiny-model")[0] is None
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from ..data.collator import EasyAnimateCollator, tile_batch
 from ..data.dataset import SampleOptions
 from ..data.index import SampleIndex
-from ..data.metadata import KIND_VIDEO, MetadataTable
+from ..data.metadata import KIND_NAMES, KIND_VIDEO, MetadataTable
 from ..data.plan import BatchPlan, PlanConfig, plan_batch
 from ..data.problems import BATCH_KEY
 from .keys import latent_key, prompt_key
@@ -27,16 +27,16 @@ from .store import LatentCache
 
 LATENT_MEAN, LATENT_STD, MASKED_VIDEO_LATENTS = "latent_mean", "latent_std", "masked_video_latents"
 FIRST_FRAME = "first_frame"  # masked-video latents with only frame 0 shown (inpaint, posterior mode, scaled)
+# V2-V4 inpaint (the mask goes through the VAE too): the unscaled posterior (name_mean, name_std) of
+# cat([VAE(mask), VAE(masked video)]) for the two cached masks, and the CLIP features of frame 0 (V3/V4).
+INPAINT_FIRST, INPAINT_FULL, REFERENCE_FEATURES = "inpaint_first", "inpaint_full", "reference_features"
+INPAINT_MEAN, INPAINT_STD = "inpaint_mean", "inpaint_std"  # batch keys of the chosen posterior
+VIDEO = KIND_NAMES[KIND_VIDEO]
 PROMPT_KEYS = ("encoder_hidden_states", "encoder_attention_mask", "encoder_hidden_states_t5", "encoder_attention_mask_t5")
 
 
 class CacheMissError(ValueError):
     """Training samples without a cache entry; the message says how many and what to run."""
-
-
-def latent_frames(frames: int, temporal_compression: int) -> int:
-    """Latent frames of ``frames`` pixel frames (4n + 1 -> n + 1 for MagVIT)."""
-    return (frames - 1) // temporal_compression + 1
 
 
 def fixed_plan(config: PlanConfig, index: SampleIndex, i: int) -> BatchPlan:
@@ -54,7 +54,24 @@ class CacheSpec:
     options: SampleOptions
     vae: str
     text: str
-    inpaint: bool = False  # entries must hold FIRST_FRAME too
+    inpaint: bool = False  # entries must hold the inpaint conditioning too
+    encoded_mask: bool = False  # V2-V4: posteriors of the VAE-encoded masks instead of FIRST_FRAME
+    reference_features: bool = False  # V3/V4 InP: CLIP features of frame 0
+
+    def required_tensors(self, kind: str) -> set[str]:
+        """The tensor names an entry of ``kind`` ("video" / "image") must hold for this run."""
+        names = {"mean", "std"}
+        if not self.inpaint:
+            return names
+        if not self.encoded_mask:
+            return names | ({FIRST_FRAME} if kind == VIDEO else set())
+        variants = (INPAINT_FIRST, INPAINT_FULL) if kind == VIDEO else (INPAINT_FULL,)
+        names |= {f"{variant}_{part}" for variant in variants for part in ("mean", "std")}
+        return names | ({REFERENCE_FEATURES} if self.reference_features else set())
+
+    def holds(self, cache: LatentCache, key: str, kind: str) -> bool:
+        """Whether ``cache`` has ``key`` with every tensor this run reads from it."""
+        return key in cache and self.required_tensors(kind) <= set(cache.info(key)["tensors"])
 
     def latent_key(self, path: str, kind: str, plan: BatchPlan) -> str:
         return latent_key(path, kind, plan.height, plan.width, self.options.frames, plan.decode_limit, self.vae)
@@ -128,10 +145,7 @@ class CachedDataset(Dataset):
         """Metadata files (and captions) of this index that have no entry: empty when training can start."""
         missing = []
         for i, key, _ in self.planned_entries(config):
-            if key not in self.cache or (
-                self.spec.inpaint and self.index.kinds[i] == KIND_VIDEO
-                and FIRST_FRAME not in self.cache.info(key)["tensors"]
-            ):
+            if not self.spec.holds(self.cache, key, self.kind(i)):
                 missing.append(self.metadata.path(int(self.index.rows[i])))
         missing += [f"caption {text!r}" for text in sorted(self.needed_texts())
                     if self.spec.prompt_key(text) not in self.cache]
@@ -182,6 +196,7 @@ class CachedCollator:
 
     config: PlanConfig = field(default_factory=PlanConfig)
     mask_generator: Callable[[int, int, int], torch.Tensor] | None = None
+    encoded_masks: bool = False  # V2-V4 inpaint: pick INPAINT_FIRST / INPAINT_FULL posteriors (CacheSpec.encoded_mask)
     _pixels: EasyAnimateCollator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -190,7 +205,7 @@ class CachedCollator:
     def __call__(self, samples: list[dict]) -> dict:
         plan = samples[0]["plan"]
         frames, tile = self._pixels.frames_and_tile(plan, [s["available_frames"] for s in samples])
-        keep = latent_frames(frames, self.config.temporal_compression)
+        keep = self.config.frame_grid.latent_frames(frames)
         batch = {
             LATENT_MEAN: torch.stack([s["latents"]["mean"][:, :keep] for s in samples]),
             LATENT_STD: torch.stack([s["latents"]["std"][:, :keep] for s in samples]),
@@ -205,9 +220,21 @@ class CachedCollator:
         if self.mask_generator is not None:
             masks = torch.stack([self.mask_generator(frames, plan.height, plan.width) for _ in samples])
             batch["mask"] = masks
-            batch[MASKED_VIDEO_LATENTS] = torch.stack([
-                s["latents"][FIRST_FRAME][:, :keep] if FIRST_FRAME in s["latents"] and not bool(m.min())
-                else torch.zeros_like(s["latents"]["mean"][:, :keep])
-                for s, m in zip(samples, masks)
-            ])
+            if self.encoded_masks:
+                self._add_encoded_masks(batch, samples, masks, keep)
+            else:
+                batch[MASKED_VIDEO_LATENTS] = torch.stack([
+                    s["latents"][FIRST_FRAME][:, :keep] if FIRST_FRAME in s["latents"] and not bool(m.min())
+                    else torch.zeros_like(s["latents"]["mean"][:, :keep])
+                    for s, m in zip(samples, masks)
+                ])
         return tile_batch(batch, tile)
+
+    @staticmethod
+    def _add_encoded_masks(batch: dict, samples: list[dict], masks: torch.Tensor, keep: int) -> None:
+        """V2-V4: each sample's cached conditioning posterior for its mask, and its frame-0 CLIP features."""
+        variants = [INPAINT_FULL if bool(m.min()) else INPAINT_FIRST for m in masks]
+        for batch_key, part in ((INPAINT_MEAN, "mean"), (INPAINT_STD, "std")):
+            batch[batch_key] = torch.stack([s["latents"][f"{v}_{part}"][:, :keep] for s, v in zip(samples, variants)])
+        if REFERENCE_FEATURES in samples[0]["latents"]:
+            batch[REFERENCE_FEATURES] = torch.stack([s["latents"][REFERENCE_FEATURES] for s in samples])

@@ -17,13 +17,22 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..data.buckets import frames_on_vae_grid
+from ..data.buckets import FrameGrid, frames_on_vae_grid
 from ..data.collator import resize_and_center_crop
 from ..data.plan import BatchPlan, PlanConfig
 from ..data.video import FrameSampling, SampleReadError, read_image, read_video_clip
 from ..inpaint import masked_pixels
 from ..models.vae import encode_pixels, encode_posterior
-from .data import FIRST_FRAME, CachedDataset, CacheSpec, first_frame_mask
+from .data import (
+    FIRST_FRAME,
+    INPAINT_FIRST,
+    INPAINT_FULL,
+    REFERENCE_FEATURES,
+    VIDEO,
+    CachedDataset,
+    CacheSpec,
+    first_frame_mask,
+)
 from .store import LatentCache, ShardWriter
 
 logger = logging.getLogger(__name__)
@@ -66,10 +75,10 @@ def latent_targets(dataset: CachedDataset, config: PlanConfig) -> list[LatentTar
 class PixelReader(Dataset):
     """Targets -> the pixels the training collator would build for them (runs in dataloader workers)."""
 
-    def __init__(self, targets: list[LatentTarget], sampling: FrameSampling, temporal_compression: int) -> None:
+    def __init__(self, targets: list[LatentTarget], sampling: FrameSampling, frame_grid: FrameGrid) -> None:
         self.targets = targets
         self.sampling = sampling
-        self.temporal_compression = temporal_compression
+        self.frame_grid = frame_grid
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -86,7 +95,7 @@ class PixelReader(Dataset):
                 frames, available = read_image(target.path), 1
         except SampleReadError as error:
             return {"key": target.key, "error": str(error)}
-        count = frames_on_vae_grid(min(target.plan.max_frames, available), self.temporal_compression)
+        count = frames_on_vae_grid(min(target.plan.max_frames, available), self.frame_grid)
         frames = torch.from_numpy(np.require(frames[:count], requirements=("C_CONTIGUOUS", "WRITEABLE")))
         pixels = resize_and_center_crop(frames, target.plan.height, target.plan.width)
         return {"key": target.key, "pixels": pixels, "available": int(available), "kind": target.kind}
@@ -104,8 +113,31 @@ def encode_prompts(
 
 
 @torch.no_grad()
+def encoded_mask_tensors(vae: torch.nn.Module, pixels: torch.Tensor, kind: str, image_encoder=None) -> dict:
+    """V2-V4 inpaint conditioning of one clip (1, F, 3, H, W): the unscaled posterior of
+    ``cat([VAE(mask as 3 channels), VAE(masked video)])`` for "everything masked" (and, for videos, "frame 0
+    shown"), as :class:`~hf_easyanimate.inpaint.EncodedMaskInpaintConditioner` builds it, plus the CLIP features
+    of frame 0 when the model has an image encoder."""
+    frames, height, width = pixels.shape[1], pixels.shape[3], pixels.shape[4]
+    masks = {INPAINT_FULL: torch.ones((1, frames, 1, height, width))}
+    if kind == VIDEO:
+        masks[INPAINT_FIRST] = first_frame_mask(frames, height, width)[None].float()
+    tensors = {}
+    for name, mask in masks.items():
+        mask_mean, mask_std = encode_posterior(vae, mask.repeat(1, 1, 3, 1, 1), 1)
+        video_mean, video_std = encode_posterior(vae, masked_pixels(pixels.float(), mask), 1)
+        tensors[f"{name}_mean"] = torch.cat([mask_mean, video_mean], dim=1)[0]
+        tensors[f"{name}_std"] = torch.cat([mask_std, video_std], dim=1)[0]
+    if image_encoder is not None:
+        frame = (pixels[0, 0].permute(1, 2, 0).float() * 0.5 + 0.5) * 255  # as the collator's reference_frame
+        tensors[REFERENCE_FEATURES] = image_encoder(frame[None], device=vae.device)[0].float()
+    return tensors
+
+
+@torch.no_grad()
 def encode_latents(
-    vae: torch.nn.Module, reader: PixelReader, writer: ShardWriter, inpaint: bool, workers: int, progress: bool
+    vae: torch.nn.Module, reader: PixelReader, writer: ShardWriter, spec: CacheSpec, workers: int, progress: bool,
+    image_encoder=None,
 ) -> tuple[int, int]:
     """Encode every target of ``reader``; returns (written, unreadable)."""
     loader = DataLoader(reader, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
@@ -118,7 +150,9 @@ def encode_latents(
         pixels = item["pixels"][None]
         mean, std = encode_posterior(vae, pixels, 1)
         tensors = {"mean": mean[0], "std": std[0]}
-        if inpaint and item["kind"] == "video":
+        if spec.inpaint and spec.encoded_mask:
+            tensors.update(encoded_mask_tensors(vae, pixels, item["kind"], image_encoder))
+        elif spec.inpaint and item["kind"] == "video":
             reference = masked_pixels(pixels, first_frame_mask(*pixels.shape[1:2], *pixels.shape[3:])[None])
             tensors[FIRST_FRAME] = encode_pixels(vae, reference, 1, sample=False)[0]
         writer.add(item["key"], tensors, available=item["available"], frames=int(pixels.shape[1]), kind=item["kind"])
@@ -137,6 +171,7 @@ def precompute(
     workers: int = 0,
     progress: bool = True,
     entries_per_shard: int = 64,
+    image_encoder=None,
 ) -> PrecomputeReport:
     """Encode this rank's share of the missing entries of ``dataset`` into its cache folder."""
     started = time.perf_counter()
@@ -159,16 +194,23 @@ def precompute(
     writer.flush()
     report.prompts_written = len(todo_texts)
     targets = latent_targets(dataset, config)[rank::world_size]
-    todo = [target for target in targets if target.key not in cache]
+    # An entry written by a run that needed less (a normal-mode precompute before an inpaint one) is encoded again
+    # with everything; the cache then reads the fuller entry.
+    todo = [target for target in targets if not spec.holds(cache, target.key, target.kind)]
     report.latents_present = len(targets) - len(todo)
-    vae_home = vae.device
-    vae.to(device)
+    image_modules = list(getattr(image_encoder, "modules", []))
+    homes = [vae.device] + [next(module.parameters()).device for module in image_modules]
+    for module in [vae, *image_modules]:
+        module.to(device)
     try:
-        reader = PixelReader(todo, dataset.spec.options.frames, config.temporal_compression)
-        report.latents_written, report.failed = encode_latents(vae, reader, writer, spec.inpaint, workers, progress)
+        reader = PixelReader(todo, dataset.spec.options.frames, config.frame_grid)
+        report.latents_written, report.failed = encode_latents(
+            vae, reader, writer, spec, workers, progress, image_encoder=image_encoder
+        )
     finally:
         writer.close()
-        vae.to(vae_home)
+        for module, home in zip([vae, *image_modules], homes):
+            module.to(home)
     cache.refresh()
     report.seconds = time.perf_counter() - started
     return report

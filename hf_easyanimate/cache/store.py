@@ -40,6 +40,9 @@ class LatentCache:
             with safe_open(path, framework="pt") as shard:
                 info = json.loads((shard.metadata() or {}).get(_INFO, "{}"))
             for key, value in info.items():
+                known = self._info.get(key)
+                if known is not None and set(value["tensors"]) <= set(known["tensors"]):
+                    continue  # an entry re-encoded with more tensors wins, whichever shard sorts first
                 self._where[key] = path
                 self._info[key] = value
 

@@ -8,6 +8,7 @@ order can land on the other side of a multiple of 16.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -104,23 +105,79 @@ def token_sample_sizes(video_sample_size: int, image_sample_size: int) -> list[i
     return sizes
 
 
-def frames_for_token_budget(size: int, n_frames: int, token_sample_size: int, temporal_compression: int) -> int:
-    """Frames a ``size x size`` clip may have within the budget ``n_frames x token_sample_size^2``, on the 4n+1 grid.
+@dataclass(frozen=True)
+class FrameGrid:
+    """The frame counts a VAE encodes, and the latent frames they become.
+
+    V5's MagVIT is causal in time: ``step * n + 1`` frames (``step`` = its temporal compression, 4) give n + 1
+    latent frames. The V2-V4 MagVIT encodes independent chunks of ``step`` frames (its ``mini_batch_encoder``:
+    9 for V2, 8 for V3/V4): ``step * n`` frames give ``n * latents_per_step`` latent frames, a lone frame (an
+    image) gives one. The original trainer buckets frame counts on the same two grids.
+    """
+
+    step: int = 4
+    plus_one: bool = True
+    latents_per_step: int = 1
+
+    def __post_init__(self) -> None:
+        if self.step < 1 or self.latents_per_step < 1:
+            raise ValueError(f"invalid frame grid {self}")
+
+    def __str__(self) -> str:
+        return f"{self.step}n + 1" if self.plus_one else f"{self.step}n"
+
+    def floor(self, value: float) -> int:
+        """The grid's largest count at or below ``value`` (a float: the token budgets divide), never below 1."""
+        k = self.step
+        if self.plus_one:
+            return int(max((value - 1) // k * k + 1, 1))
+        return int(max(value // k * k, 1))
+
+    def budget_frames(self, value: float) -> int:
+        """Frames of the token-length table for a budget of ``value`` frames: ``value // k * k + 1`` on V5's grid
+        (the original's formula, which can round *up*: 12.25 -> 13), ``value // k * k`` (at least 1) on V2-V4's."""
+        k = self.step
+        if self.plus_one:
+            return int(value // k * k + 1)
+        return int(max(value // k * k, 1))
+
+    def lengths_up_to(self, n_frames: int) -> list[int]:
+        """Every count on the grid from one step up to ``n_frames`` (``--random_frame_crop``'s choices)."""
+        k, first = self.step, self.step + (1 if self.plus_one else 0)
+        return list(range(first, n_frames + k, k))
+
+    def latent_frames(self, frames: int) -> int:
+        """Latent frames of ``frames`` pixel frames on this grid."""
+        if frames <= 1:
+            return 1
+        if self.plus_one:
+            return (frames - 1) // self.step * self.latents_per_step + 1
+        return frames // self.step * self.latents_per_step
+
+
+def as_frame_grid(grid: FrameGrid | int) -> FrameGrid:
+    """A :class:`FrameGrid`; a bare int is V5's ``k * n + 1`` grid with temporal compression k."""
+    return grid if isinstance(grid, FrameGrid) else FrameGrid(int(grid))
+
+
+def frames_for_token_budget(size: int, n_frames: int, token_sample_size: int, grid: FrameGrid | int) -> int:
+    """Frames a ``size x size`` clip may have within the budget ``n_frames x token_sample_size^2``, on the grid.
 
     ``floor(min(T / size^2, n_frames) / k) * k + 1``: for 49 frames, token 512, k 4 this gives 49 at 256-512,
-    29 at 640, 21 at 768, 17 at 896 and 13 at 1024 (SPEC.md §3 follows the code: 13, not 9).
+    29 at 640, 21 at 768, 17 at 896 and 13 at 1024 (SPEC.md §3 follows the code: 13, not 9). On the V2-V4
+    grid (``k * n``) the ``+ 1`` is absent, and a budget below one step gives 1 frame, as the original's
+    "a batch of 0 frames becomes 1".
     """
     budget = n_frames * token_sample_size * token_sample_size
-    k = temporal_compression
-    return int(min(budget / size / size, n_frames) // k * k + 1)
+    return as_frame_grid(grid).budget_frames(min(budget / size / size, n_frames))
 
 
 def frames_per_resolution(
-    video_sample_size: int, image_sample_size: int, n_frames: int, token_sample_size: int, temporal_compression: int
+    video_sample_size: int, image_sample_size: int, n_frames: int, token_sample_size: int, grid: FrameGrid | int
 ) -> dict[int, int]:
     """``{side: frames}`` for every candidate side of ``--training_with_video_token_length``."""
     return {
-        size: frames_for_token_budget(size, n_frames, token_sample_size, temporal_compression)
+        size: frames_for_token_budget(size, n_frames, token_sample_size, grid)
         for size in token_sample_sizes(video_sample_size, image_sample_size)
     }
 
@@ -131,17 +188,16 @@ def token_size_candidates(sizes: Sequence[int], smallest_mean_side: float) -> li
     return allowed or list(sizes)
 
 
-def frames_on_vae_grid(num_frames: int, temporal_compression: int) -> int:
-    """Largest ``k * n + 1 <= num_frames`` (MagVIT encodes 1 + k*n frames); never below 1."""
+def frames_on_vae_grid(num_frames: int, grid: FrameGrid | int) -> int:
+    """Largest count on the VAE's grid ``<= num_frames`` (``k * n + 1`` for V5, ``k * n`` for V2-V4); at least 1."""
     if num_frames <= 1:
         return 1
-    return (num_frames - 1) // temporal_compression * temporal_compression + 1
+    return as_frame_grid(grid).floor(num_frames)
 
 
-def frame_crop_choices(n_frames: int, temporal_compression: int) -> tuple[list[int], list[float]]:
+def frame_crop_choices(n_frames: int, grid: FrameGrid | int) -> tuple[list[int], list[float]]:
     """``--random_frame_crop`` lengths (5, 9, ..., on the grid up to n_frames) and odds (0.9 on the longest)."""
-    k = temporal_compression
-    lengths = list(range(k + 1, n_frames + k, k))
+    lengths = as_frame_grid(grid).lengths_up_to(n_frames)
     if len(lengths) <= 1:
         return lengths or [1], [1.0]
     rest = 0.1 / (len(lengths) - 1)
@@ -159,10 +215,9 @@ def shared_token_lengths(token_sample_size: int, n_frames: int) -> list[int]:
     return [side * side * n_frames for side in sides]
 
 
-def frames_for_token_length(token_length: int, height: int, width: int, n_frames: int, temporal_compression: int) -> int:
-    """Frames of a ``height x width`` batch holding ``token_length`` pixels, on the 4n+1 grid, at least 1."""
-    k = temporal_compression
-    return int(max((min(token_length / (height * width), n_frames) - 1) // k * k + 1, 1))
+def frames_for_token_length(token_length: int, height: int, width: int, n_frames: int, grid: FrameGrid | int) -> int:
+    """Frames of a ``height x width`` batch holding ``token_length`` pixels, on the grid, at least 1."""
+    return as_frame_grid(grid).floor(min(token_length / (height * width), n_frames))
 
 
 def batch_tile_factor(n_frames: int, token_sample_size: int, frames: int, height: int, width: int) -> int:

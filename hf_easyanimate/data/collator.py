@@ -40,6 +40,25 @@ def resize_and_center_crop(frames: torch.Tensor, height: int, width: int) -> tor
     return video.contiguous().to(torch.float32).div_(127.5).sub_(1.0)
 
 
+def reference_frame_index(length: int) -> int:
+    """The original's draw of the CLIP reference frame of a ``length``-frame sample: frame 0 with probability 1/2,
+    otherwise one of the others uniformly (the step's torch RNG, keyed per batch)."""
+    if length <= 1 or float(torch.rand(())) < 0.5:
+        return 0
+    return int(torch.randint(1, length, ()))
+
+
+def reference_frame(frames: torch.Tensor, sampled: int, height: int, width: int) -> torch.Tensor:
+    """(H, W, 3) float in 0-255: a reference frame drawn over the ``sampled`` frames, resized and cropped like the
+    batch, as the original computes it (``(x * 0.5 + 0.5) * 255`` of the normalised frame).
+
+    A frame past the decoded ones (only when a frame cap stopped decoding early) falls back to the last decoded.
+    """
+    index = min(reference_frame_index(sampled), len(frames) - 1)
+    pixels = resize_and_center_crop(frames[index : index + 1], height, width)[0]
+    return (pixels.permute(1, 2, 0) * 0.5 + 0.5) * 255
+
+
 def tile_batch(batch: dict, factor: int) -> dict:
     """Repeat every per-sample entry ``factor`` times along the batch ([a, b] -> [a, b, a, b])."""
     if factor == 1:
@@ -63,6 +82,8 @@ class EasyAnimateCollator:
     config: PlanConfig = field(default_factory=PlanConfig)
     # train_mode inpaint: (frames, height, width) -> (F, 1, H, W) mask, 1 = generate (see data/masks.py).
     mask_generator: Callable[[int, int, int], torch.Tensor] | None = None
+    # V3/V4 inpaint: add each sample's CLIP reference frame as ``clip_pixel_values`` (B, H, W, 3), 0-255
+    reference_frames: bool = False
 
     def plan_from_samples(self, samples: list[dict]) -> BatchPlan:
         """Plan for samples that came without one (plain ``dataset[i]`` indexing): sized from the first
@@ -76,7 +97,7 @@ class EasyAnimateCollator:
     def frames_and_tile(self, plan: BatchPlan, available: list[int]) -> tuple[int, int]:
         """The batch's frame count (shortest clip, caps, VAE grid) and how many times token-length training
         repeats it."""
-        frames = frames_on_vae_grid(min(plan.max_frames, *available), self.config.temporal_compression)
+        frames = frames_on_vae_grid(min(plan.max_frames, *available), self.config.frame_grid)
         tile = 1
         if self.config.training_with_video_token_length:  # decided on the collated length, as the original
             tile = batch_tile_factor(
@@ -101,6 +122,10 @@ class EasyAnimateCollator:
             # Trainer's input preparation rebuilds sequences from generators, which namedtuples refuse
         }
         batch = self.add_inpaint_masks(batch, available)
+        if self.reference_frames:
+            batch["clip_pixel_values"] = torch.stack([
+                reference_frame(s["frames"], full, plan.height, plan.width) for s, full in zip(samples, available)
+            ])
         return tile_batch(batch, tile)
 
     def add_inpaint_masks(self, batch: dict, decoded: list[int] | None = None) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .buckets import bucket_size, downsample_ratio_choices, frames_on_vae_grid
+from .buckets import FrameGrid, bucket_size, downsample_ratio_choices, frames_on_vae_grid
 from .collator import EasyAnimateCollator
 from .dataset import EasyAnimateDataset, SampleOptions
 from .index import SampleIndex
@@ -174,12 +174,12 @@ def build_train_data(
     seed: int = 0,
     num_replicas: int = 1,
     rank: int = 0,
-    temporal_compression: int = 4,
+    frame_grid: FrameGrid | int = FrameGrid(),
 ) -> TrainData:
     """The dataset, the rank's batch sampler and the collator for ``data_args``; fails early on bad data
     when ``data_args.strict_data`` is set."""
     meta, index, problems = prepare_index(data_args)
-    config = PlanConfig.from_data_args(data_args, temporal_compression)
+    config = PlanConfig.from_data_args(data_args, frame_grid)
     options = SampleOptions(
         frames=frame_sampling(data_args),
         text_drop_ratio=data_args.text_drop_ratio,
@@ -192,12 +192,12 @@ def build_train_data(
     return TrainData(meta, index, dataset, sampler, EasyAnimateCollator(config), dataset.problems)
 
 
-def build_eval_set(data_args, batch_size: int, seed: int = 0, temporal_compression: int = 4) -> TrainData:
+def build_eval_set(data_args, batch_size: int, seed: int = 0, frame_grid: FrameGrid | int = FrameGrid()) -> TrainData:
     """The held-out set of ``--eval_data_meta``: every clip once, no caption drop, no random size or crop
     choices (the eval loss should measure the weights, not the draw); accelerate shards its batches."""
     meta, index, problems = prepare_index(data_args, evaluation=True)
     config = dataclasses.replace(
-        PlanConfig.from_data_args(data_args, temporal_compression),
+        PlanConfig.from_data_args(data_args, frame_grid),
         random_hw_adapt=False, random_ratio_crop=False, random_frame_crop=False,
         training_with_video_token_length=False, keep_all_node_same_token_length=False,
     )
@@ -218,8 +218,8 @@ def bucket_plan(
     remainder: str = "drop",
 ) -> dict:
     """What a run would train on: per bucket its size(s), frames and sample count (``hf-easyanimate buckets``)."""
-    k = config.temporal_compression
-    video_frames = frames_on_vae_grid(config.video_sample_n_frames, k)
+    grid = config.frame_grid
+    video_frames = frames_on_vae_grid(config.video_sample_n_frames, grid)
     report: dict = {
         "metadata": meta.source if meta is not None else None,
         "settings": {
@@ -227,7 +227,8 @@ def bucket_plan(
             "video_sample_size": config.video_sample_size,
             "token_sample_size": config.token_sample_size,
             "video_sample_n_frames": config.video_sample_n_frames,
-            "temporal_compression": k,
+            "temporal_compression": grid.step,
+            "frame_grid": str(grid),
             "enable_bucket": config.enable_bucket,
             "random_hw_adapt": config.random_hw_adapt,
             "training_with_video_token_length": config.training_with_video_token_length,
@@ -344,7 +345,7 @@ def format_bucket_plan(report: dict) -> str:
     settings = report["settings"]
     lines.append(
         f"metadata: {report['metadata'] or '(none)'}; batch size {settings['batch_size']} x "
-        f"{settings['num_processes']} process(es); VAE temporal compression {settings['temporal_compression']}"
+        f"{settings['num_processes']} process(es); frame counts on the VAE's {settings['frame_grid']} grid"
     )
     if report.get("frames_per_resolution"):
         table = report["frames_per_resolution"]

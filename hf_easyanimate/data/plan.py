@@ -15,6 +15,8 @@ import numpy as np
 from .buckets import (
     ASPECT_RATIO_RANDOM_CROP_PROB,
     RANDOM_CROP_KEYS,
+    FrameGrid,
+    as_frame_grid,
     bucket_size,
     downsample_ratio_choices,
     downscaled_size,
@@ -35,7 +37,7 @@ class PlanConfig:
     video_sample_size: int = 512
     token_sample_size: int = 512
     video_sample_n_frames: int = 17
-    temporal_compression: int = 4
+    frame_grid: FrameGrid = FrameGrid()  # the VAE's frame counts (4n + 1 for V5, 8n / 9n for V2-V4)
     enable_bucket: bool = False
     random_hw_adapt: bool = False
     training_with_video_token_length: bool = False
@@ -44,9 +46,9 @@ class PlanConfig:
     keep_all_node_same_token_length: bool = False
 
     @classmethod
-    def from_data_args(cls, data_args, temporal_compression: int = 4) -> PlanConfig:
-        names = [name for name in cls.__dataclass_fields__ if name != "temporal_compression"]
-        return cls(temporal_compression=temporal_compression, **{name: getattr(data_args, name) for name in names})
+    def from_data_args(cls, data_args, frame_grid: FrameGrid | int = FrameGrid()) -> PlanConfig:
+        names = [name for name in cls.__dataclass_fields__ if name != "frame_grid"]
+        return cls(frame_grid=as_frame_grid(frame_grid), **{name: getattr(data_args, name) for name in names})
 
     @property
     def larger_side(self) -> int:
@@ -60,7 +62,7 @@ class PlanConfig:
     def frames_per_resolution(self) -> dict[int, int]:
         return frames_per_resolution(
             self.video_sample_size, self.image_sample_size, self.video_sample_n_frames,
-            self.token_sample_size, self.temporal_compression,
+            self.token_sample_size, self.frame_grid,
         )
 
 
@@ -124,11 +126,11 @@ def plan_batch(
         height, width = bucket_size(ratio_key, base, ratio)
     frame_crop = token_frames = None
     if not is_image and config.random_frame_crop:
-        lengths, odds = frame_crop_choices(n_frames, config.temporal_compression)
+        lengths, odds = frame_crop_choices(n_frames, config.frame_grid)
         frame_crop = int(lengths[int(rng.choice(len(lengths), p=odds))])
     if not is_image and config.keep_all_node_same_token_length:
         budget = int(rng.choice(shared_token_lengths(config.token_sample_size, n_frames)))
-        token_frames = frames_for_token_length(budget, height, width, n_frames, config.temporal_compression)
+        token_frames = frames_for_token_length(budget, height, width, n_frames, config.frame_grid)
     return BatchPlan(
         kind=kind,
         bucket=bucket,

@@ -30,18 +30,25 @@ class FrozenEncoders:
         device: torch.device | str,
         low_vram: bool = False,
         vae_mini_batch: int = 32,
+        image_encoder=None,
     ) -> None:
         self.vae = vae
         self.prompt_encoder = prompt_encoder
+        self.image_encoder = image_encoder  # V3/V4 InP: a ReferenceImageEncoder (models/image_encoder.py)
         self.device = torch.device(device)
         self.low_vram = low_vram
         self.vae_mini_batch = vae_mini_batch
         self.home = torch.device("cpu") if low_vram else self.device
-        self.loaded = not any(is_skeleton(m) for m in (self.vae, *self.prompt_encoder.text_encoders))
+        self.loaded = not any(is_skeleton(m) for m in (self.vae, *self.prompt_encoder.text_encoders,
+                                                       *self._image_modules))
         if self.loaded:
             self.vae.to(self.home)
-            for text_encoder in self.prompt_encoder.text_encoders:
-                text_encoder.to(self.home)
+            for module in (*self.prompt_encoder.text_encoders, *self._image_modules):
+                module.to(self.home)
+
+    @property
+    def _image_modules(self) -> list[torch.nn.Module]:
+        return self.image_encoder.modules if self.image_encoder is not None else []
 
     def _require_weights(self) -> None:
         if not self.loaded:
@@ -76,6 +83,14 @@ class FrozenEncoders:
         with self._on_device(*self.prompt_encoder.text_encoders):
             encoded = self.prompt_encoder(prompts, device=self.device if not self.low_vram else None)
         return {key: value.to(self.device) for key, value in encoded.items()}
+
+    def encode_reference_images(self, clip_pixel_values: torch.Tensor) -> torch.Tensor:
+        """CLIP features of each sample's reference frame (see :class:`ReferenceImageEncoder`)."""
+        self._require_weights()
+        if self.image_encoder is None:
+            raise RuntimeError("this model has no CLIP image encoder (only V3/V4 inpaint models take reference frames)")
+        with self._on_device(*self._image_modules):
+            return self.image_encoder(clip_pixel_values, device=self.device).to(self.device)
 
     def sample_latents(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """Scaled latents from a cached posterior (no VAE pass: only its scaling factor is read)."""

@@ -1,7 +1,9 @@
-"""Load the components of a diffusers-layout EasyAnimate repo; the only module that knows repo layouts.
+"""Load the components of an EasyAnimate repo; the only module that knows repo layouts.
 
 The same code loads ``alibaba-pai/EasyAnimateV5.1-12b-zh-InP`` and the tiny repos written by
-:mod:`hf_easyanimate.testing`: ``model_index.json`` names each component's library and class.
+:mod:`hf_easyanimate.testing`: for V5/V5.1 ``model_index.json`` names each component's library and class. The V4 /
+V3 / V2 repos keep the ``model_index.json`` of the pipeline they started from, so their version is read from
+``transformer/config.json`` and their classes come from :mod:`hf_easyanimate.models.legacy`.
 """
 
 from __future__ import annotations
@@ -32,23 +34,19 @@ class UnsupportedModelError(ModelLoadError):
 
 
 V5_FAMILY_SUPPORT = (
-    "hf-easyanimate trains V5-family models in diffusers layout: V5.1 (Qwen2-VL text encoder) with "
-    "--loss_type flow and V5 (BERT + T5 text encoders) with --loss_type ddpm, --train_mode normal or inpaint, "
-    "with --uniform_sampling, --motion_sub_loss, --noise_share_in_frames, --noise_offset, --input_perturbation "
-    "and (flow) --weighting_scheme/--logit_mean/--logit_std/--mode_scale. "
-    "Start from recipes/v5.1/inp_lora.yaml or recipes/v5/inp_lora.yaml."
+    "hf-easyanimate trains EasyAnimate V5.1 (--loss_type flow), V5 and V4 (--loss_type ddpm), V3 and V2 "
+    "(--loss_type sigma), --train_mode normal or inpaint. Start from a recipe: recipes/v5.1/inp_lora.yaml, "
+    "recipes/v5/inp_lora.yaml, recipes/v4/inp_lora.yaml, recipes/v3/inp_lora.yaml or recipes/v2/lora.yaml."
 )
 
-# What each pre-V5 generation needs that diffusers (0.42) does not ship.
+# What the generations we do not train need (V4/V3/V2 are ported in models/legacy).
 MISSING_COMPONENTS = {
-    "v4": "the HunyuanTransformer3DModel transformer (HunyuanDiT blocks with 2D RoPE and a CLIP image branch) "
-    "and the MagVIT VAE with slice/cache compression (config easyanimate_video_v4_slicevae_multi_text_encoder.yaml)",
-    "v3": "the Transformer3DModel transformer with global motion modules and the slice-compression MagVIT VAE "
-    "(config easyanimate_video_v3_slicevae_motion_module.yaml)",
-    "v2": "the Transformer3DModel transformer with motion modules and the sliced MagVIT VAE "
-    "(config easyanimate_video_v2_magvit_motion_module.yaml)",
-    "v1": "the Transformer3DModel transformer with motion modules and a 2D VAE",
+    "v1": "the Transformer3DModel transformer with motion modules over a 2D VAE (EasyAnimate V1), which is not ported",
 }
+LEGACY_TRANSFORMER_CLASSES = ("HunyuanTransformer3DModel", "Transformer3DModel")
+# The objective each ported generation was trained with (the original's --loss_type for it).
+LEGACY_OBJECTIVES = {"v4": "ddpm", "v3": "sigma", "v2": "sigma"}
+LEGACY_VERSIONS = tuple(LEGACY_OBJECTIVES)
 
 # Original (EasyAnimate repo) transformer module names -> diffusers' EasyAnimateTransformer3DModel names.
 # The original MMDiT block keeps the text stream in a separate ``attn2``; diffusers folds it into ``attn1``.
@@ -66,8 +64,8 @@ ORIGINAL_TO_DIFFUSERS_KEYS = (
 class EasyAnimateComponents:
     """Everything a training run needs from the base model."""
 
-    transformer: EasyAnimateTransformer3DModel
-    vae: AutoencoderKLMagvit
+    transformer: torch.nn.Module  # diffusers' EasyAnimateTransformer3DModel, or a port from models/legacy
+    vae: torch.nn.Module  # diffusers' AutoencoderKLMagvit, or the V2-V4 MagVIT port
     text_encoder: torch.nn.Module
     tokenizer: Any
     scheduler: Any
@@ -77,12 +75,18 @@ class EasyAnimateComponents:
     tokenizer_2: Any | None = None
     # V5: run BERT/T5 with attention masks (the original V5 config sets enable_text_attention_mask: false).
     text_attention_mask: bool = True
+    # V3/V4 InP: the CLIP encoder of the reference frame (see models/image_encoder.py)
+    image_encoder: Any | None = None
+
+    @property
+    def is_legacy(self) -> bool:
+        return self.version in LEGACY_OBJECTIVES
 
     @property
     def is_inpaint(self) -> bool:
-        """InP checkpoints take mask + masked-video latents: in_channels = 2 * latent + 1."""
-        config = self.transformer.config
-        return config.in_channels != config.out_channels
+        """InP checkpoints take mask + masked-video latents beside the noisy ones: more input channels than the
+        VAE has latent channels (V5: 2C + 1, V2-V4: 3C)."""
+        return int(self.transformer.config.in_channels) != int(self.vae.config.latent_channels)
 
 
 # --- architecture support ---------------------------------------------------------------------------
@@ -141,27 +145,69 @@ def detect_original_version(model_path: str | None, config_path: str | None = No
     return None, ""
 
 
-def ensure_supported_architecture(model_path: str | None, config_path: str | None = None) -> None:
-    """Fail before anything is loaded when the checkpoint is a pre-V5 EasyAnimate (no diffusers classes)."""
+def read_transformer_config(path: str, revision: str | None = None, cache_dir: str | None = None) -> dict | None:
+    """The checkpoint's ``transformer/config.json`` (local, or the Hub and its cache), None when unreadable."""
+    try:
+        return dict(EasyAnimateTransformer3DModel.load_config(path, subfolder="transformer", revision=revision,
+                                                              cache_dir=cache_dir))
+    except Exception:  # a missing folder or file is reported by the checks that need it
+        return None
+
+
+def checkpoint_version(path: str | None, revision: str | None = None, cache_dir: str | None = None) -> str | None:
+    """'v4' / 'v3' / 'v2' from the checkpoint's transformer config, 'v5' for the diffusers class, None if unknown."""
+    from .legacy import version_of_config
+
+    config = read_transformer_config(path, revision, cache_dir) if path else None
+    if config is None:
+        return None
+    legacy = version_of_config(config)
+    if legacy is not None:
+        return legacy
+    return "v5" if config.get("_class_name") == "EasyAnimateTransformer3DModel" else None
+
+
+def ensure_supported_architecture(
+    model_path: str | None, config_path: str | None = None, revision: str | None = None, cache_dir: str | None = None
+) -> None:
+    """Fail before anything is loaded for a generation that is not trained here (V1), or when ``--config_path``
+    describes another generation than the checkpoint's own ``transformer/config.json``."""
+    from ..legacy import ModelConfigMismatch
+
     version, source = detect_original_version(model_path, config_path)
-    if version is None or version in ("v5", "v5.1"):
+    actual = checkpoint_version(model_path, revision, cache_dir)
+    same_family = {"v5.1": "v5"}  # V5 vs V5.1 is told apart by the text encoders (legacy.read_model_config)
+    if (version is not None and actual is not None and source.startswith("--config_path")
+            and same_family.get(version, version) != actual):
+        config = read_transformer_config(model_path, revision, cache_dir) or {}
+        blocks = f", {config.get('basic_block_type')!r} blocks" if actual in ("v2", "v3") else ""
+        raise ModelConfigMismatch(
+            f"{source} describes EasyAnimate {version.upper()}, but {model_path} is EasyAnimate {actual.upper()} "
+            f"(transformer/config.json: {config.get('_class_name')}{blocks}). Pass the YAML of the model you train "
+            f"(config/easyanimate_video_{actual}_*.yaml of the original repo) or drop --config_path."
+        )
+    version = actual or version
+    if version is None or version in ("v5", "v5.1", *LEGACY_OBJECTIVES):
         return
     missing = MISSING_COMPONENTS.get(version, "its transformer and VAE classes")
     raise UnsupportedModelError(
-        f"EasyAnimate {version.upper()} (detected from {source}) is not available in diffusers: it needs {missing}, "
-        f"which diffusers does not provide. {V5_FAMILY_SUPPORT}"
+        f"EasyAnimate {version.upper()} (detected from {source or model_path}) cannot be trained here: it needs "
+        f"{missing}. {V5_FAMILY_SUPPORT}"
     )
 
 
-def check_learned_sigma_support(transformer_config: Any, latent_channels: int) -> None:
+def check_learned_sigma_support(transformer: Any, latent_channels: int) -> None:
     """``--loss_type sigma`` needs a transformer that outputs 2 x latent channels (epsilon + variance).
 
-    diffusers' ``EasyAnimateTransformer3DModel`` unpatchifies its output with the *input* channel count, so
-    it cannot return 2C channels even with ``out_channels = 2C``; fail before loading any weights.
+    ``transformer`` is a model or its config dict. diffusers' ``EasyAnimateTransformer3DModel`` unpatchifies its
+    output with the *input* channel count, so it cannot return 2C channels even with ``out_channels = 2C``; fail
+    before loading any weights. The V2-V4 ports output 2C.
     """
-    out_channels = transformer_config.get("out_channels") if isinstance(transformer_config, dict) else getattr(
-        transformer_config, "out_channels", None)
-    class_name = transformer_config.get("_class_name") if isinstance(transformer_config, dict) else None
+    if isinstance(transformer, torch.nn.Module):
+        class_name, config = type(transformer).__name__, transformer.config
+    else:
+        class_name, config = transformer.get("_class_name"), transformer
+    out_channels = config.get("out_channels")
     if out_channels == 2 * latent_channels and class_name not in (None, "EasyAnimateTransformer3DModel"):
         return
     raise UnsupportedModelError(
@@ -219,7 +265,10 @@ def checkpoint_loss_type(
     path: str, config_path: str | None = None, revision: str | None = None, cache_dir: str | None = None
 ) -> tuple[str, str]:
     """(loss type, why) the checkpoint was trained with: V3/V2 learned variance -> sigma, else by its scheduler."""
-    version, source = detect_original_version(path, config_path)
+    version = checkpoint_version(path, revision, cache_dir)
+    source = f"{path}/transformer/config.json"
+    if version is None:
+        version, source = detect_original_version(path, config_path)
     if version in ("v2", "v3"):
         return "sigma", f"EasyAnimate {version.upper()} ({source}) trains with the learned-variance objective"
     try:
@@ -246,13 +295,20 @@ def check_training_setup(
     Pre-V5 architectures, ``--loss_type sigma`` on diffusers' transformer, and ``--train_mode inpaint`` on a
     checkpoint without mask/masked-video input channels.
     """
-    ensure_supported_architecture(path, config_path)
+    ensure_supported_architecture(path, config_path, revision, cache_dir)
     common = {"revision": revision, "cache_dir": cache_dir}
     try:
         transformer_config = dict(EasyAnimateTransformer3DModel.load_config(path, subfolder="transformer", **common))
         vae_config = dict(AutoencoderKLMagvit.load_config(path, subfolder="vae", **common))
     except Exception as error:  # missing folder/file, hub errors
         raise ModelLoadError(f"{path}: cannot read the transformer/vae configs: {error}") from error
+    from .legacy import version_of_config
+
+    version = version_of_config(transformer_config)
+    if version is not None:
+        check_legacy_training_setup(path, version, transformer_config, vae_config, loss_type, train_mode,
+                                    read_original_config(config_path), revision, cache_dir)
+        return
     latent_channels = int(vae_config.get("latent_channels", 16))
     if loss_type == "sigma":
         check_learned_sigma_support(transformer_config, latent_channels)
@@ -262,6 +318,61 @@ def check_training_setup(
             f"--train_mode inpaint needs an InP checkpoint (transformer in_channels = 2 x {latent_channels} + 1 for "
             f"noisy + mask + masked-video latents); {path} has in_channels={in_channels}. Use an -InP model or "
             "--train_mode normal."
+        )
+
+
+def _has_component(path: str, subfolder: str, filename: str, revision: str | None, cache_dir: str | None) -> bool:
+    """Whether ``subfolder/filename`` exists locally, or (a Hub id) can be fetched or is in the cache."""
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, subfolder, filename))
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(path, filename, subfolder=subfolder, revision=revision, cache_dir=cache_dir)
+        return True
+    except Exception:
+        return False
+
+
+def check_legacy_training_setup(
+    path: str, version: str, transformer_config: dict, vae_config: dict, loss_type: str, train_mode: str,
+    yaml_config: dict, revision: str | None = None, cache_dir: str | None = None,
+) -> None:
+    """The objective and inpaint rules of V4 / V3 / V2, from their configs (before any weights are read)."""
+    name = f"EasyAnimate {version.upper()}"
+    latent = int(vae_config.get("latent_channels", 4))
+    config = {**transformer_config, **(yaml_config.get("transformer_additional_kwargs") or {})}
+    if loss_type == "flow":
+        raise UnsupportedModelError(
+            f"--loss_type flow: {name} was trained as a discrete diffusion model ({LEGACY_OBJECTIVES[version]}); flow "
+            f"matching is the V5.1 objective and would not give a usable LoRA. Use --loss_type "
+            f"{LEGACY_OBJECTIVES[version]} (or drop --loss_type: it follows the checkpoint)."
+        )
+    out_channels = config.get("out_channels")
+    if out_channels is None and version == "v4" and config.get("learn_sigma", True):
+        out_channels = 2 * int(config.get("in_channels") or latent)
+    if loss_type == "sigma" and out_channels != 2 * latent:
+        raise UnsupportedModelError(
+            f"--loss_type sigma needs the learned-variance output (2 x {latent} channels); this {name} transformer "
+            f"has out_channels={out_channels}. Use --loss_type ddpm."
+        )
+    if loss_type == "ddpm" and not _has_component(path, "scheduler", "scheduler_config.json", revision, cache_dir):
+        raise ModelLoadError(f"--loss_type ddpm builds its noise schedule from {path}/scheduler/scheduler_config.json, "
+                             f"which is missing; use --loss_type {LEGACY_OBJECTIVES[version]}.")
+    if train_mode != "inpaint":
+        return
+    in_channels = int(config.get("in_channels") or latent)
+    if in_channels not in (latent, 3 * latent):
+        raise ModelLoadError(
+            f"--train_mode inpaint: {name} inpaint models take noisy + mask + masked-video latents (in_channels "
+            f"{3 * latent}); {path} has in_channels={in_channels}. Use --train_mode normal."
+        )
+    needs_clip = (version == "v4" and config.get("enable_clip_in_inpaint", True)) or version in ("v3", "v2")
+    if needs_clip and not _has_component(path, "image_encoder", "config.json", revision, cache_dir):
+        raise ModelLoadError(
+            f"--train_mode inpaint on {name} needs the CLIP image encoder of the reference frame in "
+            f"{path}/image_encoder/ (config.json, the weights and preprocessor_config.json, as the -InP repos ship "
+            "it); it is missing. Use the complete -InP repo, or train with --train_mode normal."
         )
 
 
@@ -361,6 +472,21 @@ def transformer_skeleton(path: str, revision: str | None = None, cache_dir: str 
     return _skeleton(EasyAnimateTransformer3DModel, path, "transformer", revision=revision, cache_dir=cache_dir)
 
 
+def transformer_from_config(config: dict) -> torch.nn.Module:
+    """The transformer a ``transformer/config.json`` describes, on the meta device (no memory, no weights):
+    diffusers' class for V5/V5.1, our ports for V4/V3/V2."""
+    from accelerate import init_empty_weights
+
+    from .legacy.loading import TRANSFORMER_CLASSES, constructor_config
+
+    name = config.get("_class_name", "EasyAnimateTransformer3DModel")
+    cls = TRANSFORMER_CLASSES.get(name, EasyAnimateTransformer3DModel)
+    values = constructor_config(cls, config, name) if cls is not EasyAnimateTransformer3DModel else {
+        k: v for k, v in config.items() if not k.startswith("_")}
+    with init_empty_weights():
+        return cls.from_config(values)
+
+
 def _skeleton(cls, path: str, subfolder: str, dtype: torch.dtype | None = None, revision=None, cache_dir=None):
     """A diffusers or transformers model built from its config on the meta device: shapes and config, no weights."""
     from accelerate import init_empty_weights
@@ -435,6 +561,7 @@ def load_components(
     config_path: str | None = None,
     transformer_weights: bool = True,
     encoder_weights: bool = True,
+    train_mode: str = "normal",
 ) -> EasyAnimateComponents:
     """Load transformer, VAE, text encoder(s), tokenizer(s) and scheduler of an EasyAnimate repo.
 
@@ -449,7 +576,18 @@ def load_components(
     ``model_index.json``: no code from the repo runs (``trust_remote_code`` is never passed).
     """
     path = pretrained_model_name_or_path
-    ensure_supported_architecture(path, config_path)
+    ensure_supported_architecture(path, config_path, revision, cache_dir)
+    from .legacy import version_of_config
+
+    legacy_version = version_of_config(read_transformer_config(path, revision, cache_dir) or {})
+    if legacy_version is not None:
+        components = load_legacy_components(
+            path, legacy_version, revision=revision, cache_dir=cache_dir, weight_dtype=weight_dtype,
+            config_path=config_path, transformer_weights=transformer_weights, encoder_weights=encoder_weights,
+            train_mode=train_mode,
+        )
+        _finish(components, transformer_path, vae_path, encoder_weights)
+        return components
     model_index = read_model_index(path, revision=revision, cache_dir=cache_dir)
     version = detect_version(model_index)
     common = {"revision": revision, "cache_dir": cache_dir}
@@ -491,17 +629,9 @@ def load_components(
         )
         raise ModelLoadError(f"cannot load {path}: {error}{hint}") from error
 
-    if transformer_path:
-        _load_state_dict_over(transformer, transformer_path, "transformer")
-    if vae_path and encoder_weights:
-        _load_state_dict_over(vae, vae_path, "vae")
-    for module in (vae, text_encoder, text_encoder_2):
-        if module is not None:
-            module.requires_grad_(False).eval()
-    transformer.requires_grad_(False)
     yaml_kwargs = read_original_config(config_path).get("transformer_additional_kwargs") or {}
     text_attention_mask = bool(yaml_kwargs.get("enable_text_attention_mask", version != "v5"))
-    return EasyAnimateComponents(
+    components = EasyAnimateComponents(
         transformer=transformer,
         vae=vae,
         text_encoder=text_encoder,
@@ -512,4 +642,100 @@ def load_components(
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,
         text_attention_mask=text_attention_mask,
+    )
+    _finish(components, transformer_path, vae_path, encoder_weights)
+    return components
+
+
+def _finish(components: EasyAnimateComponents, transformer_path: str | None, vae_path: str | None,
+            encoder_weights: bool) -> None:
+    """Extra weights (``--transformer_path`` / ``--vae_path``) over the loaded ones; everything frozen."""
+    if transformer_path:
+        _load_state_dict_over(components.transformer, transformer_path, "transformer")
+    if vae_path and encoder_weights:
+        _load_state_dict_over(components.vae, vae_path, "vae")
+    for module in (components.vae, components.text_encoder, components.text_encoder_2,
+                   getattr(components.image_encoder, "encoder", None)):
+        if module is not None:
+            module.requires_grad_(False).eval()
+    components.transformer.requires_grad_(False)
+
+
+def _local_snapshot(path: str, revision: str | None, cache_dir: str | None) -> str:
+    """A folder holding the repo: ``path`` itself, or its Hub snapshot (downloaded, or the cache when offline)."""
+    if os.path.isdir(path):
+        return path
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(path, revision=revision, cache_dir=cache_dir)
+
+
+def load_legacy_components(
+    path: str,
+    version: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    weight_dtype: torch.dtype = torch.float32,
+    config_path: str | None = None,
+    transformer_weights: bool = True,
+    encoder_weights: bool = True,
+    train_mode: str = "normal",
+) -> EasyAnimateComponents:
+    """V4 / V3 / V2 from the original layout, with the classes the original trainer uses (see models/legacy)."""
+    from .image_encoder import ReferenceImageEncoder
+    from .legacy import LegacyLoadError, load_image_encoder, load_legacy_transformer, load_legacy_vae
+
+    root = _local_snapshot(path, revision, cache_dir)
+    yaml_kwargs = read_original_config(config_path).get("transformer_additional_kwargs") or {}
+    try:
+        vae = load_legacy_vae(os.path.join(root, "vae"), torch_dtype=weight_dtype, weights=encoder_weights)
+        transformer = load_legacy_transformer(
+            os.path.join(root, "transformer"), torch_dtype=weight_dtype, train_mode=train_mode,
+            latent_channels=int(vae.config.latent_channels), yaml_kwargs=yaml_kwargs, weights=transformer_weights,
+        )
+        text_classes = [("text_encoder", transformers.BertModel if version == "v4" else transformers.T5EncoderModel,
+                         "tokenizer", transformers.BertTokenizer if version == "v4" else transformers.T5Tokenizer)]
+        if version == "v4":
+            text_classes.append(("text_encoder_2", transformers.T5EncoderModel, "tokenizer_2", transformers.T5Tokenizer))
+        loaded = {}
+        for encoder_name, encoder_class, tokenizer_name, tokenizer_class in text_classes:
+            if encoder_weights:
+                loaded[encoder_name] = encoder_class.from_pretrained(root, subfolder=encoder_name, dtype=weight_dtype)
+            else:
+                loaded[encoder_name] = _skeleton(encoder_class, root, encoder_name, weight_dtype)
+            loaded[tokenizer_name] = tokenizer_class.from_pretrained(root, subfolder=tokenizer_name)
+        scheduler = None
+        if os.path.isfile(os.path.join(root, "scheduler", "scheduler_config.json")):
+            scheduler = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
+        image_encoder = None
+        if train_mode == "inpaint" and transformer.clip_tokens is not None:
+            if encoder_weights:
+                encoder, processor = load_image_encoder(root, torch_dtype=weight_dtype)
+            else:
+                encoder = _skeleton(transformers.CLIPVisionModelWithProjection, root, "image_encoder", weight_dtype)
+                processor = None
+            image_encoder = ReferenceImageEncoder(encoder, processor, transformer.reference_image_features)
+    except LegacyLoadError as error:
+        raise ModelLoadError(str(error)) from error
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        raise ModelLoadError(f"cannot load EasyAnimate {version.upper()} from {path}: {error}") from error
+    model_index: dict = {}  # kept for reference only: it names the pipeline the release started from
+    if os.path.isfile(os.path.join(root, "model_index.json")):
+        with open(os.path.join(root, "model_index.json"), encoding="utf-8") as handle:
+            model_index = json.load(handle)
+    return EasyAnimateComponents(
+        transformer=transformer,
+        vae=vae,
+        text_encoder=loaded["text_encoder"],
+        tokenizer=loaded["tokenizer"],
+        scheduler=scheduler,
+        version=version,
+        model_index=model_index,
+        text_encoder_2=loaded.get("text_encoder_2"),
+        tokenizer_2=loaded.get("tokenizer_2"),
+        text_attention_mask=bool(transformer.config.get("enable_text_attention_mask", True)),
+        image_encoder=image_encoder,
     )

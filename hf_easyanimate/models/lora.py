@@ -6,6 +6,11 @@ of the transformer: time embedding, text projection, the adaLN modulation (``nor
 feed-forward, ``norm_out.linear`` and ``proj_out``. (It would also take 1x1 convolutions; the transformer has none,
 and its patch embedding ``proj`` is a 2x2 convolution, which the original skips.) Our default enumerates the Linear
 modules of the model itself instead of matching names, so it stays right for any depth or text-projection layout.
+
+The original matches the class *name* (``Linear``), not subclasses: in V4's CLIP resampler the
+``nn.MultiheadAttention.out_proj`` (a ``NonDynamicallyQuantizableLinear``) is therefore not adapted, and neither is it
+here. The V2/V3 motion modules (``attn_temporal``) are adapted, as the original trainer asks
+(``add_lora_in_attn_temporal=True``).
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ class LoraTargetError(ValueError):
     """``--lora_target_modules`` does not select layers the LoRA can adapt; the message names them."""
 
 
+ADAPTED_CLASS_NAMES = ("Linear", "LoRACompatibleLinear")  # the original LoRANetwork's match, by class name
+
+
 def linear_module_paths(module: torch.nn.Module) -> list[str]:
-    """Dotted paths of every ``nn.Linear`` in ``module``, in definition order."""
-    return [name for name, child in module.named_modules() if isinstance(child, torch.nn.Linear)]
+    """Dotted paths of every ``nn.Linear`` in ``module`` (by class name, as the original), in definition order."""
+    return [name for name, child in module.named_modules()
+            if isinstance(child, torch.nn.Linear) and type(child).__name__ in ADAPTED_CLASS_NAMES]
 
 
 def resolve_target_modules(transformer: torch.nn.Module, target_modules: list[str] | None) -> list[str] | str:

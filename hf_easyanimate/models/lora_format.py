@@ -11,10 +11,12 @@ by EasyAnimate's predict scripts and ComfyUI nodes) reads:
   is the name of the module the original matched (the transformer root), hence the **double underscore**:
   ``lora_unet__transformer_blocks_0_attn1_to_q``. ``LoRANetwork.load_weights`` needs exactly this spelling;
   ``merge_lora``'s getattr walk accepts either;
-- ``<path>`` is a path in the *original* EasyAnimate transformer (the model those tools load). It differs from
-  diffusers' ``EasyAnimateTransformer3DModel`` in one place: the original has a separate text-stream attention
-  ``attn2`` in MMDiT blocks where diffusers has ``attn1.add_{q,k,v}_proj`` / ``attn1.to_add_out``. We write the
-  original spelling by default and read both.
+- ``<path>`` is a path in the *original* EasyAnimate transformer (the model those tools load). For V5/V5.1 it
+  differs from diffusers' ``EasyAnimateTransformer3DModel`` in one place: the original has a separate text-stream
+  attention ``attn2`` in MMDiT blocks where diffusers has ``attn1.add_{q,k,v}_proj`` / ``attn1.to_add_out``. We write
+  the original spelling by default and read both. The V2-V4 ports keep the original module paths, and in V2/V3
+  ``attn2`` *is* the text cross-attention: no renaming applies to them (their layer names tell them apart:
+  ``attn_temporal`` / ``long_connect_fc`` for V2/V3, ``blocks_N`` for V4).
 - metadata ``sshs_model_hash`` / ``sshs_legacy_hash`` (sd-webui-additional-networks hashes, computed exactly as
   the original does), plus informational ``ss_*`` keys and the peft config, so a round trip keeps it.
 """
@@ -38,6 +40,8 @@ BLOCK_PATTERN = re.compile(r"^transformer_blocks\.(\d+)\.(.+)$")
 KOHYA_BLOCK_PATTERN = re.compile(r"^transformer_blocks_(\d+)_(.+)$")
 KEY_STYLES = ("original", "diffusers")
 PEFT_CONFIG_METADATA_KEY = "hf_easyanimate_peft_config"
+ARCHITECTURE_METADATA_KEY = "hf_easyanimate_transformer"  # the transformer class the file was trained on
+LEGACY_ARCHITECTURES = {"Transformer3DModel": "pixart", "HunyuanTransformer3DModel": "hunyuan"}
 
 # Inside a transformer block: the original model's text-stream attention -> diffusers' folded-in projections.
 ORIGINAL_TO_DIFFUSERS = {
@@ -82,6 +86,8 @@ class LoraWeights:
     base_model: str | None = None
     peft_config: dict | None = field(default=None, repr=False)  # the adapter_config it came with, if any
     source: str = ""
+    # The transformer class the LoRA was trained on, when known: it decides how kohya names map to module paths.
+    architecture: str | None = None
 
     @property
     def ranks(self) -> Counter:
@@ -152,6 +158,86 @@ class KohyaNameResolver:
         return self.top.get(body)
 
 
+class LiteralNameResolver:
+    """Kohya names of a model whose module paths are used as they are (the V2-V4 ports): built from its paths."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = {path.replace(".", "_"): path for path in paths}
+
+    def resolve(self, layer: str) -> str | None:
+        return self.paths.get(_kohya_body(layer))
+
+
+def legacy_family(layer_names) -> str | None:
+    """'pixart' (V2/V3) or 'hunyuan' (V4) when kohya layer names are those of a V2-V4 transformer, else None."""
+    bodies = [_kohya_body(name) for name in layer_names if name.startswith(LORA_PREFIX)]
+    if any("attn_temporal" in body or body.startswith(("long_connect_fc", "caption_projection")) for body in bodies):
+        return "pixart"
+    if any(re.match(r"^blocks_\d+_", body) for body in bodies):
+        return "hunyuan"
+    return None
+
+
+@lru_cache(maxsize=2)
+def legacy_template_resolver(family: str) -> LiteralNameResolver:
+    """Every Linear a V2/V3 (``pixart``) or V4 (``hunyuan``) transformer can have, from meta-device templates."""
+    from .legacy import HunyuanTransformer3DModel, Transformer3DModel
+
+    motion = {"num_attention_heads": 1, "num_transformer_block": 1, "temporal_position_encoding": True,
+              "temporal_position_encoding_max_len": 4, "attention_block_types": ["Temporal_Self", "Global_Self"]}
+    models = []
+    with torch.device("meta"):
+        if family == "pixart":
+            for in_channels in (4, 12):  # 12: V3 InP with the CLIP projection
+                models.append(Transformer3DModel(
+                    num_attention_heads=1, attention_head_dim=32, in_channels=in_channels, out_channels=8,
+                    num_layers=2, cross_attention_dim=32, sample_size=8, patch_size=2, caption_channels=8,
+                    norm_type="ada_norm_single", basic_block_type="global_motionmodule", motion_module_type="Vanilla",
+                    motion_module_kwargs_even=motion, motion_module_kwargs_odd=motion, enable_uvit=True,
+                    attention_bias=True, after_norm=True))
+        else:
+            for in_channels in (4, 12):
+                models.append(HunyuanTransformer3DModel(
+                    num_attention_heads=1, attention_head_dim=16, in_channels=in_channels, out_channels=8,
+                    patch_size=2, n_query=4, projection_dim=8, hidden_size=16, num_layers=4, cross_attention_dim=16,
+                    cross_attention_dim_t5=8, pooled_projection_dim=8, text_len=2, text_len_t5=2, sample_size=8,
+                    time_position_encoding=True, after_norm=True))
+    # Block paths depend on the depth: accept any block number by resolving on the block-relative part.
+    return _AnyDepthResolver([name for model in models for name, child in model.named_modules()
+                              if isinstance(child, torch.nn.Linear)])
+
+
+class _AnyDepthResolver(LiteralNameResolver):
+    """A literal resolver whose ``<blocks>_N_`` / ``long_connect_fc_N`` numbers may exceed the template's depth."""
+
+    BLOCKS = re.compile(r"^(transformer_blocks|blocks|long_connect_fc)_(\d+)(_.*)?$")
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(paths)
+        self.relative: dict[tuple[str, str], str] = {}
+        for path in paths:
+            match = re.match(r"^(transformer_blocks|blocks|long_connect_fc)\.(\d+)(\..*)?$", path)
+            if match:
+                rest = match.group(3) or ""
+                self.relative[(match.group(1), rest.replace(".", "_"))] = rest
+
+    def resolve(self, layer: str) -> str | None:
+        body = _kohya_body(layer)
+        match = self.BLOCKS.match(body)
+        if match:
+            rest = self.relative.get((match.group(1), match.group(3) or ""))
+            return None if rest is None else f"{match.group(1)}.{match.group(2)}{rest}"
+        return self.paths.get(body)
+
+
+def resolver_for(model: torch.nn.Module):
+    """The kohya-name resolver for a loaded transformer: its own paths for V2-V4, the V5 renaming otherwise."""
+    paths = [name for name, child in model.named_modules() if isinstance(child, torch.nn.Linear)]
+    if type(model).__name__ in ("HunyuanTransformer3DModel", "Transformer3DModel"):
+        return LiteralNameResolver(paths)
+    return KohyaNameResolver(paths)
+
+
 @lru_cache(maxsize=1)
 def template_resolver() -> KohyaNameResolver:
     """Resolver for every Linear that any EasyAnimate transformer layout can have (built on the meta device).
@@ -215,8 +301,10 @@ def from_peft(state_dict: dict[str, torch.Tensor], config: dict, source: str = "
         alpha = float(_pattern_value(config.get("alpha_pattern") or {}, path, config["lora_alpha"]))
         scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
         modules[path] = LoraModule(down=down, up=up, alpha=scale * rank)
+    family = legacy_family(f"{LORA_PREFIX}__{path.replace('.', '_')}" for path in modules)
+    architecture = {value: key for key, value in LEGACY_ARCHITECTURES.items()}.get(family)
     return LoraWeights(modules, base_model=config.get("base_model_name_or_path"), peft_config=_jsonable(config),
-                       source=source)
+                       source=source, architecture=architecture)
 
 
 def _number(value: float) -> float | int:
@@ -315,6 +403,8 @@ def to_easyanimate(
     metadata["sshs_model_hash"] = model_hash
     metadata["sshs_legacy_hash"] = legacy_hash
     metadata[PEFT_CONFIG_METADATA_KEY] = json.dumps(peft_config_for(weights), sort_keys=True)
+    if weights.architecture:
+        metadata[ARCHITECTURE_METADATA_KEY] = weights.architecture
     return tensors, metadata
 
 
@@ -324,13 +414,21 @@ def from_easyanimate(
     source: str = "",
     resolver: KohyaNameResolver | None = None,
 ) -> LoraWeights:
-    """Read a kohya-style EasyAnimate LoRA (either key spelling) into diffusers module paths."""
-    resolver = resolver or template_resolver()
+    """Read a kohya-style EasyAnimate LoRA (either key spelling) into the model's module paths.
+
+    Without a ``resolver``, the layer names say which transformer they belong to: V2/V3 and V4 names resolve to
+    those models' own paths, anything else through the V5 template (``attn2`` -> ``attn1.add_*``).
+    """
     metadata = metadata or {}
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state_dict.items():
         layer, _, element = key.partition(".")
         groups.setdefault(layer, {})[element] = tensor
+    architecture = metadata.get(ARCHITECTURE_METADATA_KEY)
+    if resolver is None:
+        # files we wrote name their transformer; others are recognised by their layer names
+        family = LEGACY_ARCHITECTURES.get(architecture or "") or (None if architecture else legacy_family(groups))
+        resolver = legacy_template_resolver(family) if family else template_resolver()
     text_encoder = sorted(layer for layer in groups if layer.startswith(TEXT_ENCODER_PREFIX))
     if text_encoder:
         raise LoraFormatError(
@@ -363,7 +461,8 @@ def from_easyanimate(
     if PEFT_CONFIG_METADATA_KEY in metadata:
         peft_config = json.loads(metadata[PEFT_CONFIG_METADATA_KEY])
     base_model = metadata.get("ss_sd_model_name") or (peft_config or {}).get("base_model_name_or_path")
-    return LoraWeights(modules, base_model=base_model, peft_config=peft_config, source=source)
+    return LoraWeights(modules, base_model=base_model, peft_config=peft_config, source=source,
+                       architecture=architecture)
 
 
 def is_easyanimate_state_dict(keys) -> bool:

@@ -1,7 +1,8 @@
 """Prompt encoding per EasyAnimate version: what the transformer's text inputs must look like.
 
 * V5.1 (Qwen2-VL): matches ``EasyAnimatePipeline.encode_prompt`` of diffusers, so training and sampling agree.
-* V5 (BERT ``text_encoder`` + T5 ``text_encoder_2``): diffusers has no V5 pipeline; this follows the original
+* V2 / V3 (T5): the original's single-encoder ``encode_prompt`` (special tokens on, mask on by default).
+* V5 and V4 (BERT ``text_encoder`` + T5 ``text_encoder_2``): diffusers has no such pipeline; this follows the original
   trainer's ``encode_prompt`` for multi-text-encoder configs. Each encoder gets its own max length
   ``min(tokenizer.model_max_length, tokenizer_max_length)``, no special tokens are added, and the encoders
   run without attention masks unless asked (the V5 config sets ``enable_text_attention_mask: false``).
@@ -66,6 +67,7 @@ def encode_with_plain_tokenizer(
     max_length: int,
     use_attention_mask: bool,
     device: torch.device | str,
+    add_special_tokens: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT/T5 branch of the original ``encode_prompt``: last hidden state and the padding mask."""
     tokens = tokenizer(
@@ -74,7 +76,7 @@ def encode_with_plain_tokenizer(
         max_length=max_length,
         truncation=True,
         return_attention_mask=True,
-        add_special_tokens=False,
+        add_special_tokens=add_special_tokens,
         return_tensors="pt",
     ).to(device)
     mask = tokens.attention_mask if use_attention_mask else None
@@ -131,6 +133,33 @@ class DualPromptEncoder:
         }
 
 
+class T5PromptEncoder:
+    """V2/V3 (one T5 encoder): the original's single-encoder ``encode_prompt``, *with* special tokens (T5's
+    closing ``</s>``), each caption padded to ``min(model_max_length, tokenizer_max_length)``; the encoder sees
+    the padding mask unless the transformer config says ``enable_text_attention_mask: false``. The transformer
+    receives the mask as ``encoder_attention_mask`` either way."""
+
+    def __init__(self, tokenizer: Any, text_encoder: torch.nn.Module, max_length: int = 256,
+                 use_attention_mask: bool = True) -> None:
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
+        self.max_length = max_length
+        self.use_attention_mask = use_attention_mask
+
+    @property
+    def text_encoders(self) -> list[torch.nn.Module]:
+        return [self.text_encoder]
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        device = device or self.text_encoder.device
+        hidden, mask = encode_with_plain_tokenizer(
+            self.tokenizer, self.text_encoder, prompts,
+            DualPromptEncoder.effective_max_length(self.tokenizer, self.max_length), self.use_attention_mask, device,
+            add_special_tokens=True,
+        )
+        return {"encoder_hidden_states": hidden, "encoder_attention_mask": mask}
+
+
 def build_prompt_encoder(components: Any, max_length: int = 256, use_attention_mask: bool | None = None):
     """The prompt encoder for a loaded :class:`~hf_easyanimate.models.loading.EasyAnimateComponents`.
 
@@ -138,6 +167,9 @@ def build_prompt_encoder(components: Any, max_length: int = 256, use_attention_m
     (False for V5 unless the original YAML given as ``--config_path`` says otherwise).
     """
     if components.text_encoder_2 is None:
+        if getattr(components, "version", None) in ("v2", "v3"):
+            return T5PromptEncoder(components.tokenizer, components.text_encoder, max_length,
+                                   use_attention_mask=bool(components.text_attention_mask))
         return PromptEncoder(components.tokenizer, components.text_encoder, max_length)
     if use_attention_mask is None:
         use_attention_mask = bool(getattr(components, "text_attention_mask", False))

@@ -67,16 +67,17 @@ class EncodeOnce:
 
     def __init__(self, encoders) -> None:
         self.encoders = encoders
-        self._pixels: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (input kept alive, latents)
+        self._pixels: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}  # -> (input kept alive, latents)
         self._prompts: dict[tuple[str, ...], dict] = {}
 
     def __getattr__(self, name: str):
         return getattr(self.encoders, name)
 
-    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        cached = self._pixels.get(id(pixels))
+    def encode_pixels(self, pixels: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        key = (id(pixels), sample)
+        cached = self._pixels.get(key)
         if cached is None or cached[0] is not pixels:
-            cached = self._pixels[id(pixels)] = (pixels, self.encoders.encode_pixels(pixels))
+            cached = self._pixels[key] = (pixels, self.encoders.encode_pixels(pixels, sample=sample))
         return cached[1]
 
     def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:

@@ -91,8 +91,9 @@ def preflight(model_args, data_args, args) -> str | None:
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     guard_previous_run(args.output_dir, resume, args.overwrite_output_dir)
     check_remaining(resume, args.max_steps, args.num_train_epochs)
-    ensure_supported_architecture(model_args.pretrained_model_name_or_path, model_args.config_path)
     check_model_path(model_args.pretrained_model_name_or_path, model_args.revision, model_args.cache_dir)
+    ensure_supported_architecture(model_args.pretrained_model_name_or_path, model_args.config_path,
+                                  model_args.revision, model_args.cache_dir)
     check_clip_model(args)
     resolve_loss_type(model_args, args)
     return resume

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .media import write_mp4  # noqa: F401  (re-exported: testing.write_mp4 predates media.py)
+from ..media import write_mp4  # noqa: F401  (re-exported: testing.write_mp4 predates media.py)
 
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -187,7 +187,8 @@ def build_tiny_components(version: str = "v5.1", inpaint: bool = False, config: 
     )
 
     if version not in SUPPORTED_TINY_VERSIONS:
-        raise ValueError(f"tiny model version {version!r} is not available; supported: {SUPPORTED_TINY_VERSIONS}")
+        raise ValueError(f"tiny model version {version!r} is not available; supported: "
+                         f"{', '.join(SUPPORTED_TINY_VERSIONS)}, v4, v3, v2")
     config = config or TinyModelConfig()
     torch.manual_seed(seed)
     latent = config.latent_channels
@@ -254,7 +255,7 @@ def _write_v5_repo(output_dir: str, components: dict, inpaint: bool) -> None:
     import diffusers
     from safetensors.torch import save_file
 
-    from .models.loading import convert_diffusers_transformer_keys
+    from ..models.loading import convert_diffusers_transformer_keys
 
     os.makedirs(output_dir, exist_ok=True)
     for name, component in components.items():
@@ -282,10 +283,15 @@ def make_tiny_model(output_dir: str, version: str = "v5.1", inpaint: bool = Fals
 
     v5.1: diffusers layout (Qwen2-VL), loadable by diffusers' EasyAnimate pipelines. v5: the V5 release layout
     (BERT + T5, original transformer key names), loadable by :func:`hf_easyanimate.models.loading.load_components`.
+    v4 / v3 / v2: the original layouts of those releases (:mod:`hf_easyanimate.testing.legacy`).
     """
     from diffusers import EasyAnimateInpaintPipeline, EasyAnimatePipeline
     from transformers import Qwen2Tokenizer
 
+    from .legacy import LEGACY_TINY_VERSIONS, make_tiny_legacy_model
+
+    if version in LEGACY_TINY_VERSIONS:
+        return make_tiny_legacy_model(output_dir, version=version, inpaint=inpaint, seed=seed)
     components = build_tiny_components(version=version, inpaint=inpaint, seed=seed)
     if version == "v5":
         _write_v5_repo(output_dir, components, inpaint)

@@ -1,0 +1,383 @@
+"""Predicted peak accelerator memory of a LoRA run, part by part, and the cheapest flags that make it fit.
+
+The recipe's transformer is built on the meta device from its real config (the checkpoint folder, the Hub cache,
+or the published configs shipped in ``hf_easyanimate/configs``: no weights are read), with the run's LoRA. Then:
+
+* weights: counted per parameter in its stored dtype (``--base_weight_dtype`` follows the layerwise-casting skip
+  patterns exactly; ``--blocks_to_swap`` leaves two blocks' worth resident: the running one and the prefetched one);
+* LoRA weights, gradients (fp32) and the optimizer state per optimizer: AdamW 8 B per parameter, 8-bit AdamW 2 B,
+  Adafactor a factored second moment (rows + columns of each matrix), CAME factored moments plus a first moment;
+* activations: one training step (forward, loss, backward; gradient checkpointing and activation offload as the
+  recipe sets them) *traced on the meta device* at the recipe's largest bucket, with every tensor counted while it
+  is alive (:class:`~hf_easyanimate.memory.accounting.LiveBytes`). Attention is counted as the fused kernels hold
+  it (output and log-sum-exp saved, no T x T matrix); LoRA gradients are counted as they appear;
+* encoders while resident (not with ``--low_vram`` or the latent cache), and a fixed CUDA workspace reserve.
+
+The prediction targets the steady-state step (after the first, when the optimizer state exists). The test
+``tests/test_memory_planner.py`` pins it against a measured CPU step within 15 %.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+from unittest import mock
+
+import torch
+
+from .accounting import LiveBytes
+from .storage import storage_dtype, stored_bytes
+
+GIB = 1024**3
+CUDA_WORKSPACE = int(1.0 * GIB)  # cuBLAS / cuDNN workspaces and the caching allocator's slack
+OPTIMIZER_BYTES_PER_PARAMETER = {"adamw": 8, "adamw_8bit": 2}
+EIGHT_BIT_OPTIMIZERS = ("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "ademamix_8bit")
+VAE_SCALE, PATCH = 8, 2
+# expected slowdown of each memory flag, for ordering suggestions (a rough guide, printed with them)
+SLOWDOWN = {"optim": 0.0, "base_weight_dtype": 0.05, "gradient_checkpointing": 0.3, "activation_offload": 0.15,
+            "blocks_to_swap": 0.03}
+
+
+class PlannerError(ValueError):
+    """The plan cannot be made (no config found offline, ...); the message says where it looked."""
+
+
+# --- the model's config -------------------------------------------------------------------------------------------
+
+def find_transformer_config(model: str, revision: str | None = None, cache_dir: str | None = None) -> tuple[dict, str]:
+    """(transformer config, where it came from): the folder, the Hub cache, then the packaged published configs."""
+    looked = []
+    local = os.path.join(model, "transformer", "config.json")
+    if os.path.isfile(local):
+        with open(local, encoding="utf-8") as handle:
+            return json.load(handle), local
+    looked.append(local)
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if "/" in model and not os.path.exists(model):
+        cached = try_to_load_from_cache(model, "transformer/config.json", cache_dir=cache_dir, revision=revision)
+        if isinstance(cached, str):
+            with open(cached, encoding="utf-8") as handle:
+                return json.load(handle), f"Hub cache ({cached})"
+        looked.append(f"the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE})")
+    from ..configs import find_published
+
+    published = find_published(model)
+    if published is not None:
+        return dict(published.transformer), f"packaged config of {published.repo_id} ({published.source})"
+    looked.append("the published configs shipped with hf_easyanimate (hf_easyanimate/configs/published.json)")
+    raise PlannerError(f"no transformer config for {model!r}: looked in " + "; ".join(looked)
+                       + ". Download the checkpoint's configs once (`huggingface-cli download MODEL --include "
+                       "'*.json'`) or pass a local folder.")
+
+
+def transformer_block_count(model: str | None, revision: str | None = None, cache_dir: str | None = None) -> int | None:
+    """Blocks of the transformer the run trains (``num_layers``), when its config can be found; else None."""
+    if not model:
+        return None
+    try:
+        config, _ = find_transformer_config(model, revision, cache_dir)
+    except PlannerError:
+        return None
+    return int(config["num_layers"]) if "num_layers" in config else None
+
+
+# --- what the run uses ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunShape:
+    """The settings of a run that decide its memory."""
+
+    batch_size: int = 1
+    frames: int = 49
+    height: int = 512
+    width: int = 512
+    text_tokens: int = 256
+    weight_dtype: torch.dtype = torch.bfloat16
+    base_weight_dtype: torch.dtype | None = None
+    rank: int = 128
+    target_modules: tuple[str, ...] | None = None
+    optimizer: str = "adamw"
+    gradient_checkpointing: bool = True
+    activation_offload: bool = False
+    blocks_to_swap: int = 0
+    train_mode: str = "inpaint"
+    encoders_resident: bool = False
+
+    def flags(self) -> dict[str, Any]:
+        return {"base_weight_dtype": str(self.base_weight_dtype).replace("torch.", "") if self.base_weight_dtype
+                else None, "optim": self.optimizer, "gradient_checkpointing": self.gradient_checkpointing,
+                "activation_offload": self.activation_offload, "blocks_to_swap": self.blocks_to_swap}
+
+
+@dataclass
+class MemoryPlan:
+    parts: dict[str, int]  # part -> bytes
+    shape: RunShape
+    tokens: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def line(self) -> str:
+        main = ", ".join(f"{name} {value / GIB:.1f}" for name, value in self.parts.items() if value >= 0.05 * GIB)
+        return f"predicted peak GPU memory {self.total / GIB:.1f} GiB ({main} GiB)"
+
+
+def latent_grid(config: dict, frames: int, height: int, width: int, frame_grid) -> tuple[int, int, int]:
+    return frame_grid.latent_frames(frames), height // VAE_SCALE, width // VAE_SCALE
+
+
+def _lora_parameters(model: torch.nn.Module, rank: int, targets) -> list[tuple[str, int, int]]:
+    from ..models.lora import resolve_target_modules
+
+    resolved = resolve_target_modules(model, list(targets) if targets else None)
+    modules = dict(model.named_modules())
+    if isinstance(resolved, str):
+        import re
+
+        names = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear) and re.fullmatch(resolved, n)]
+    else:
+        names = [n for n in resolved if n in modules]
+    return [(n, modules[n].in_features, modules[n].out_features) for n in names]
+
+
+def optimizer_state_bytes(optimizer: str, shapes: list[tuple[int, int]]) -> int:
+    """Steady-state optimizer memory for LoRA matrices of ``shapes`` (rows, columns), fp32."""
+    params = sum(r * c for r, c in shapes)
+    name = optimizer.lower()
+    if name in EIGHT_BIT_OPTIMIZERS or name.endswith("8bit"):
+        return params * OPTIMIZER_BYTES_PER_PARAMETER["adamw_8bit"]
+    if name.startswith("adafactor"):
+        return sum((r + c) * 4 for r, c in shapes)
+    if name == "came":  # factored second moment and residual, first moment
+        return sum(2 * (r + c) * 4 + r * c * 4 for r, c in shapes)
+    return params * OPTIMIZER_BYTES_PER_PARAMETER["adamw"]
+
+
+class _FusedAttention(torch.autograd.Function):
+    """Stands in for ``scaled_dot_product_attention`` in a meta trace: the memory of the fused kernels
+    (flash / memory-efficient / CPU flash): the output, and the inputs, output and log-sum-exp saved for
+    backward; no T x T attention matrix."""
+
+    @staticmethod
+    def forward(ctx, query, key, value):
+        out = query.new_empty((*query.shape[:-1], value.shape[-1]))
+        lse = query.new_empty(query.shape[:-1], dtype=torch.float32)
+        ctx.save_for_backward(query, key, value, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        query, key, value, _, _ = ctx.saved_tensors
+        return torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)
+
+
+def _fused_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+    return _FusedAttention.apply(query, key, value)
+
+
+def _meta_offload():
+    """``save_on_cpu`` on the meta device: a saved tensor leaves the count until backward brings it back."""
+
+    def pack(tensor):
+        return tensor.shape, tensor.dtype
+
+    def unpack(packed):
+        shape, dtype = packed
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+    return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
+
+
+def fake_prompt(transformer: torch.nn.Module, batch: int, text_tokens: int, dtype, device) -> dict:
+    """Prompt embeddings of the transformer's text widths (their values do not matter for memory)."""
+    config = transformer.config
+    new = partial(torch.zeros, dtype=dtype, device=device)
+    ones = partial(torch.ones, dtype=torch.long, device=device)
+    if "text_len" in config:  # V4: BERT + T5 of fixed lengths
+        return {"encoder_hidden_states": new(batch, config["text_len"], config["cross_attention_dim"]),
+                "encoder_attention_mask": ones(batch, config["text_len"]),
+                "encoder_hidden_states_t5": new(batch, config["text_len_t5"], config["cross_attention_dim_t5"]),
+                "encoder_attention_mask_t5": ones(batch, config["text_len_t5"])}
+    if "caption_channels" in config:  # V2 / V3: T5
+        return {"encoder_hidden_states": new(batch, text_tokens, config["caption_channels"]),
+                "encoder_attention_mask": ones(batch, text_tokens)}
+    prompt = {"encoder_hidden_states": new(batch, text_tokens, config["text_embed_dim"])}
+    if config.get("text_embed_dim_t5"):
+        prompt["encoder_hidden_states_t5"] = new(batch, text_tokens, config["text_embed_dim_t5"])
+    return prompt
+
+
+def fake_inputs(transformer: torch.nn.Module, shape: RunShape, latent_channels: int, frame_grid, device="meta",
+                dtype=None) -> dict:
+    """The keyword arguments of one training forward at ``shape`` (noisy latents, prompt, inpaint, CLIP)."""
+    from ..models.inputs import transformer_inputs
+
+    dtype = dtype or shape.weight_dtype
+    frames, height, width = latent_grid(transformer.config, shape.frames, shape.height, shape.width, frame_grid)
+    size = (shape.batch_size, latent_channels, frames, height, width)
+    noisy = torch.zeros(size, dtype=dtype, device=device)
+    in_channels = int(transformer.config["in_channels"])
+    inpaint = None
+    if in_channels > latent_channels:
+        inpaint = torch.zeros((shape.batch_size, in_channels - latent_channels, frames, height, width), dtype=dtype,
+                              device=device)
+    reference = {}
+    tokens = getattr(transformer, "clip_tokens", None)
+    if tokens is not None and inpaint is not None and shape.train_mode == "inpaint":
+        features = (shape.batch_size, 768) if getattr(transformer, "reference_image_features", "") == "image_embeds" \
+            else (shape.batch_size, 256, int(transformer.config["projection_dim"]))
+        reference = {"clip_encoder_hidden_states": torch.zeros(features, dtype=dtype, device=device),
+                     "clip_attention_mask": torch.ones((shape.batch_size, tokens), dtype=dtype, device=device)}
+    timesteps = torch.zeros(shape.batch_size, dtype=torch.float32, device=device)
+    prompt = fake_prompt(transformer, shape.batch_size, shape.text_tokens, dtype, device)
+    return transformer_inputs(transformer, noisy, timesteps, prompt, inpaint_latents=inpaint, **reference)
+
+
+def step_peak(model: torch.nn.Module, inputs: dict, gradient_checkpointing: bool, activation_offload: bool,
+              meta: bool = True) -> int:
+    """Peak bytes of the tensors a training step creates (activations, LoRA gradients, temporaries)."""
+    transformer = _unwrap(model)
+    if gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    else:
+        transformer.disable_gradient_checkpointing()
+    attention = mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", _fused_attention) if meta \
+        else contextlib.nullcontext()
+    offload = (_meta_offload() if meta else torch.autograd.graph.save_on_cpu()) if activation_offload \
+        else contextlib.nullcontext()
+    with attention, LiveBytes() as counter:
+        with offload:
+            output = model(**inputs)[0]
+        loss = output.float().square().mean()
+        loss.backward()
+        del output, loss
+    for parameter in model.parameters():
+        parameter.grad = None
+    return counter.peak
+
+
+def _unwrap(model):
+    from ..models.inputs import base_transformer
+
+    return base_transformer(model)
+
+
+# --- the plan ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class PlanContext:
+    """The meta model with its LoRA, built once per plan-memory call."""
+
+    config: dict
+    source: str
+    model: torch.nn.Module
+    lora: list[tuple[str, int, int]]
+    latent_channels: int
+    frame_grid: Any
+    encoder_bytes: int = 0
+    _peaks: dict = field(default_factory=dict)
+
+
+def build_context(config: dict, source: str, shape: RunShape, latent_channels: int, frame_grid,
+                  encoder_bytes: int = 0) -> PlanContext:
+    from peft import LoraConfig, get_peft_model
+
+    from ..models.loading import transformer_from_config
+
+    transformer = transformer_from_config(config).requires_grad_(False)
+    torch.nn.Module.to(transformer, shape.weight_dtype)
+    lora = _lora_parameters(transformer, shape.rank, shape.target_modules)
+    peft_config = LoraConfig(r=shape.rank, lora_alpha=shape.rank, target_modules=[name for name, _, _ in lora])
+    with torch.device("meta"):
+        model = get_peft_model(transformer, peft_config)
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()
+    return PlanContext(config, source, model, lora, latent_channels, frame_grid, encoder_bytes)
+
+
+def plan(context: PlanContext, shape: RunShape) -> MemoryPlan:
+    """The parts of the predicted peak for ``shape`` (see the module docstring)."""
+    base = _unwrap(context.model)
+    weights = stored_bytes(base, shape.base_weight_dtype, shape.weight_dtype)
+    notes = []
+    if shape.blocks_to_swap:
+        from .block_swap import transformer_blocks
+
+        blocks = list(transformer_blocks(base))
+        swapped = blocks[len(blocks) - shape.blocks_to_swap:]
+        sizes = [stored_bytes(block, shape.base_weight_dtype, shape.weight_dtype) for block in swapped]
+        weights -= sum(sizes) - min(2, len(sizes)) * max(sizes)
+        notes.append(f"{shape.blocks_to_swap} block(s) in CPU memory ({sum(sizes) / GIB:.1f} GiB, pinned)")
+    lora_params = sum(shape.rank * (i + o) for _, i, o in context.lora)
+    shapes = [(shape.rank, i) for _, i, _ in context.lora] + [(o, shape.rank) for _, _, o in context.lora]
+    key = (shape.batch_size, shape.frames, shape.height, shape.width, shape.text_tokens, shape.gradient_checkpointing,
+           shape.activation_offload, shape.train_mode)
+    if key not in context._peaks:
+        inputs = fake_inputs(base, shape, context.latent_channels, context.frame_grid)
+        context._peaks[key] = step_peak(context.model, inputs, shape.gradient_checkpointing, shape.activation_offload)
+    peak = context._peaks[key]
+    gradients = lora_params * 4
+    parts = {
+        "base weights": weights,
+        "LoRA weights": lora_params * 4,
+        "optimizer state": optimizer_state_bytes(shape.optimizer, shapes),
+        "gradients": gradients,
+        "activations": max(peak - gradients, 0),
+        "encoders (resident)": context.encoder_bytes if shape.encoders_resident else 0,
+        "CUDA workspace": CUDA_WORKSPACE,
+    }
+    tokens = math.prod(latent_grid(base.config, shape.frames, shape.height, shape.width, context.frame_grid))
+    return MemoryPlan(parts, shape, tokens // (PATCH * PATCH), notes)
+
+
+def suggestions(context: PlanContext, shape: RunShape, budget: int) -> list[tuple[MemoryPlan, list[str]]]:
+    """Flag sets in order of expected slowdown, each added to the previous: the first that fits is the advice."""
+    steps: list[tuple[str, dict]] = []
+    if shape.optimizer.lower() not in EIGHT_BIT_OPTIMIZERS:
+        steps.append(("--optim adamw_bnb_8bit", {"optimizer": "adamw_bnb_8bit"}))
+    if shape.base_weight_dtype is None or shape.base_weight_dtype.itemsize > 1:
+        steps.append(("--base_weight_dtype float8_e4m3fn", {"base_weight_dtype": torch.float8_e4m3fn}))
+    if not shape.gradient_checkpointing:
+        steps.append(("--gradient_checkpointing true", {"gradient_checkpointing": True}))
+    if not shape.activation_offload:
+        steps.append(("--activation_offload true", {"activation_offload": True}))
+    results, current, flags = [], shape, []
+    for flag, change in steps:
+        current = replace(current, **change)
+        flags = [*flags, flag]
+        result = plan(context, current)
+        results.append((result, flags))
+        if result.total <= budget:
+            return results
+    from .block_swap import transformer_blocks
+
+    count = len(transformer_blocks(_unwrap(context.model)))
+    if current.gradient_checkpointing:
+        for swap in range(1, count + 1):
+            result = plan(context, replace(current, blocks_to_swap=swap))
+            if result.total <= budget or swap == count:
+                results.append((result, [*flags, f"--blocks_to_swap {swap}"]))
+                break
+    return results
+
+
+def format_table(plan_: MemoryPlan, budget: int | None = None) -> str:
+    rows = [f"| {name} | {value / GIB:.2f} |" for name, value in plan_.parts.items()]
+    lines = ["| part | GiB |", "|---|---|", *rows, f"| **total** | **{plan_.total / GIB:.2f}** |"]
+    if budget is not None:
+        lines.append(f"| GPU memory | {budget / GIB:.2f} |")
+    return "\n".join(lines)
+
+
+def storage_of(name: str | None) -> torch.dtype | None:
+    return storage_dtype(name)
