@@ -168,10 +168,11 @@ def test_v4_trains_from_the_latent_cache(tiny_legacy_dirs, demo_data, tmp_path):
     assert json.load(open(os.path.join(str(tmp_path / "run"), "adapter_config.json")))["r"] == 8
 
 
-@pytest.mark.parametrize("name", ["v4-inp", "v3-inp"])
-def test_inpaint_trains_from_the_latent_cache(name, tiny_legacy_dirs, demo_data, tmp_path):
-    """V3/V4 inpaint from the cache: the VAE-encoded mask posteriors and frame 0's CLIP features come from the
-    entries (a normal-mode cache is topped up, not trusted), and training touches no encoder."""
+def test_inpaint_trains_from_the_latent_cache(tiny_legacy_dirs, demo_data, tmp_path):
+    """V4 inpaint from the cache: the VAE-encoded mask posteriors and frame 0's CLIP features come from the entries
+    (a normal-mode cache is topped up, not trusted), and training touches no encoder. V3 takes the same path (its
+    features are CLIP's image embedding instead of the patch tokens: the precompute unit test below covers both)."""
+    name = "v4-inp"
     from hf_easyanimate.cache import LatentCache
     from hf_easyanimate.cache.data import INPAINT_MEAN, INPAINT_STD, REFERENCE_FEATURES
     from hf_easyanimate.cache.setup import precompute_main
@@ -200,15 +201,16 @@ def test_inpaint_trains_from_the_latent_cache(name, tiny_legacy_dirs, demo_data,
     assert batch[REFERENCE_FEATURES].shape[0] == latents.shape[0]
 
 
-def test_cached_inpaint_conditioning_is_the_pixel_paths(tiny_legacy_dirs):
-    """What precompute stores for V4 inpaint equals what a pixel step builds for the same mask (posterior mode) and
-    the same reference frame (frame 0)."""
+@pytest.mark.parametrize("name", ["v4-inp", "v3-inp"])
+def test_cached_inpaint_conditioning_is_the_pixel_paths(name, tiny_legacy_dirs):
+    """What precompute stores for V3/V4 inpaint equals what a pixel step builds for the same mask (posterior mode)
+    and the same reference frame (frame 0)."""
     from hf_easyanimate.cache.data import INPAINT_FIRST, INPAINT_FULL, REFERENCE_FEATURES, first_frame_mask
     from hf_easyanimate.cache.precompute import encoded_mask_tensors
     from hf_easyanimate.inpaint import EncodedMaskInpaintConditioner
     from hf_easyanimate.models.vae import encode_pixels
 
-    components = load_components(tiny_legacy_dirs("v4-inp"), train_mode="inpaint")
+    components = load_components(tiny_legacy_dirs(name), train_mode="inpaint")
     vae, scale = components.vae, float(components.vae.config.scaling_factor)
     torch.manual_seed(0)
     pixels = torch.rand(1, 16, 3, 32, 32) * 2 - 1

@@ -17,7 +17,7 @@ from conftest import RECIPES
 from hf_easyanimate.data.buckets import FrameGrid
 from hf_easyanimate.memory.accounting import LiveBytes
 from hf_easyanimate.memory.command import plan_memory_main
-from hf_easyanimate.memory.planner import RunShape, build_context, fake_inputs, plan
+from hf_easyanimate.memory.planner import RunShape, build_context, fake_inputs, plan, traced_peak
 from hf_easyanimate.models.loading import transformer_from_config
 
 SIZES = [(4, 2), (6, 3), (8, 4)]  # (heads of 64, blocks): widths 256, 384, 512
@@ -79,6 +79,18 @@ def test_the_planner_predicts_a_measured_cpu_step_within_15_percent(heads, layer
     measured = measured_step(cfg, shape)
     assert abs(prediction - measured) <= 0.15 * measured, (prediction, measured, parts)
     assert parts["activations"] > 0.1 * prediction  # the activations are a real part of what is compared
+
+
+@pytest.mark.parametrize("checkpointing", [True, False], ids=["checkpointing", "no-checkpointing"])
+def test_two_shallow_traces_extend_to_the_full_depth(checkpointing):
+    """The planner traces a V5 transformer at 3 and 4 blocks and extends linearly: the same peak as tracing all 7."""
+    cfg = config(4, 7)
+    shape = RunShape(batch_size=1, frames=9, height=128, width=128, text_tokens=16, weight_dtype=torch.bfloat16,
+                     rank=4, gradient_checkpointing=checkpointing, train_mode="normal")
+    context = build_context(cfg, "test", shape, 4, FrameGrid(4))
+    full, extended = traced_peak(context, shape, extrapolate=False), traced_peak(context, shape)
+    assert abs(extended - full) <= 0.005 * full, (extended, full)
+    assert len(context.model.base_model.model.transformer_blocks) == 7  # the blocks are put back
 
 
 def test_the_planner_counts_the_real_12b_config_like_the_meta_device():

@@ -10,7 +10,10 @@ or the published configs shipped in ``hf_easyanimate/configs``: no weights are r
 * activations: one training step (forward, loss, backward; gradient checkpointing and activation offload as the
   recipe sets them) *traced on the meta device* at the recipe's largest bucket, with every tensor counted while it
   is alive (:class:`~hf_easyanimate.memory.accounting.LiveBytes`). Attention is counted as the fused kernels hold
-  it (output and log-sum-exp saved, no T x T matrix); LoRA gradients are counted as they appear;
+  it (output and log-sum-exp saved, no T x T matrix); LoRA gradients are counted as they appear. A V5 / V5.1
+  transformer, whose blocks are all alike and run one after the other, is traced with 3 and 4 blocks and the
+  peak extended linearly to its depth (every part of it, saved block inputs and LoRA gradients alike, grows by the
+  same amount per block): a 48-block 12B plans in seconds instead of tracing 48 blocks;
 * encoders while resident (not with ``--low_vram`` or the latent cache), and a fixed CUDA workspace reserve.
 
 The prediction targets the steady-state step (after the first, when the optimizer state exists). The test
@@ -323,8 +326,7 @@ def plan(context: PlanContext, shape: RunShape) -> MemoryPlan:
     key = (shape.batch_size, shape.frames, shape.height, shape.width, shape.text_tokens, shape.gradient_checkpointing,
            shape.activation_offload, shape.train_mode)
     if key not in context._peaks:
-        inputs = fake_inputs(base, shape, context.latent_channels, context.frame_grid)
-        context._peaks[key] = step_peak(context.model, inputs, shape.gradient_checkpointing, shape.activation_offload)
+        context._peaks[key] = traced_peak(context, shape)
     peak = context._peaks[key]
     gradients = lora_params * 4
     parts = {
@@ -338,6 +340,45 @@ def plan(context: PlanContext, shape: RunShape) -> MemoryPlan:
     }
     tokens = math.prod(latent_grid(base.config, shape.frames, shape.height, shape.width, context.frame_grid))
     return MemoryPlan(parts, shape, tokens // (PATCH * PATCH), notes)
+
+
+LINEAR_DEPTH_CLASSES = ("EasyAnimateTransformer3DModel",)  # forward is a plain loop over identical blocks
+TRACED_DEPTHS = (3, 4)  # from 3 blocks on, each adds the same (2 -> 3 does not: the first block is special)
+
+
+def _uniform_blocks(base: torch.nn.Module) -> str | None:
+    """The name of ``base``'s block list when its peak grows linearly with depth (see the module docstring)."""
+    blocks = getattr(base, "transformer_blocks", None)
+    if type(base).__name__ not in LINEAR_DEPTH_CLASSES or not isinstance(blocks, torch.nn.ModuleList):
+        return None
+    if len(blocks) <= TRACED_DEPTHS[-1]:
+        return None
+    shapes = {tuple((name, tuple(p.shape)) for name, p in block.named_parameters()) for block in blocks}
+    return "transformer_blocks" if len(shapes) == 1 else None
+
+
+def traced_peak(context: PlanContext, shape: RunShape, extrapolate: bool = True) -> int:
+    """Peak bytes of one traced step of ``shape``; for uniform-depth models from two shallow traces."""
+    base = _unwrap(context.model)
+    name = _uniform_blocks(base) if extrapolate else None
+
+    def trace() -> int:
+        inputs = fake_inputs(base, shape, context.latent_channels, context.frame_grid)
+        return step_peak(context.model, inputs, shape.gradient_checkpointing, shape.activation_offload)
+
+    if name is None:
+        return trace()
+    blocks = getattr(base, name)
+    peaks = []
+    try:
+        for depth in TRACED_DEPTHS:
+            setattr(base, name, torch.nn.ModuleList(blocks[:depth]))
+            peaks.append(trace())
+    finally:
+        setattr(base, name, blocks)
+    low, high = TRACED_DEPTHS
+    per_block = (peaks[1] - peaks[0]) // (high - low)
+    return peaks[0] + (len(blocks) - low) * per_block
 
 
 def suggestions(context: PlanContext, shape: RunShape, budget: int) -> list[tuple[MemoryPlan, list[str]]]:
