@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 
+import torch
 from conftest import RECIPES, demo_overrides
 from safetensors.torch import load_file, save_file
 
@@ -104,3 +105,30 @@ def test_pickled_weights_load_with_tensors_only(tiny_legacy_dirs, demo_data, tmp
     torch.save({**tensors, "hook": Payload()}, os.path.join(folder, "diffusion_pytorch_model.bin"))
     code, error = run_main(model, demo_data, tmp_path, capsys, "--loss_type", "sigma", "--overwrite_output_dir", "true")
     assert code == 1 and "cannot be read as plain tensors" in error and "never code" in error
+
+
+def test_cache_keys_do_not_depend_on_the_process(tiny_legacy_dirs):
+    """A config.json that leaves keys out (the V2-V4 VAE's do) gets ``_use_default_values`` listed in set order,
+    which differs between processes: the cache key must not see it, or every precompute re-encodes everything."""
+    from types import SimpleNamespace
+
+    from hf_easyanimate.cache.keys import vae_fingerprint
+    from hf_easyanimate.models.loading import load_components
+
+    vae = load_components(tiny_legacy_dirs("v4-inp"), transformer_weights=False).vae
+    left_out = list(vae.config["_use_default_values"])
+    assert len(left_out) > 1
+    model_args = SimpleNamespace(pretrained_model_name_or_path=tiny_legacy_dirs("v4-inp"), revision=None,
+                                 variant=None, vae_path=None)
+
+    def with_order(order):
+        return SimpleNamespace(config={**vae.config, "_use_default_values": order}, dtype=vae.dtype)
+
+    assert vae_fingerprint(model_args, with_order(left_out)) == vae_fingerprint(model_args, with_order(left_out[::-1]))
+    assert vae_fingerprint(model_args, with_order(left_out)) != vae_fingerprint(
+        model_args, SimpleNamespace(config={**vae.config, "scaling_factor": 1.0}, dtype=vae.dtype))
+    # precompute loads the VAE; a cached run builds it from its config only: both key alike in bf16 too
+    loaded, skeleton = (load_components(tiny_legacy_dirs("v4-inp"), weight_dtype=torch.bfloat16, encoder_weights=weights,
+                                        transformer_weights=False).vae for weights in (True, False))
+    assert skeleton.dtype == loaded.dtype == torch.bfloat16
+    assert vae_fingerprint(model_args, loaded) == vae_fingerprint(model_args, skeleton)

@@ -148,3 +148,15 @@ def test_the_recipe_for_24_gb_fits_by_the_planner(capsys):
     for recipe in ("v5.1/inp_lora_24gb.yaml", "v5/inp_lora_24gb.yaml"):
         assert plan_memory_main([os.path.join(RECIPES, recipe), "--gpu_memory_gb", "24"]) == 0, recipe
         assert "fits:" in capsys.readouterr().out
+
+
+# V3 is V2's class with the CLIP tokens: slow-marked to keep CI short (each trace is ~60k meta ops, ~10 s)
+@pytest.mark.parametrize("recipe", ["v4/inp_lora.yaml", pytest.param("v3/inp_lora.yaml", marks=pytest.mark.slow),
+                                    "v2/lora.yaml"])
+def test_plan_memory_plans_the_legacy_recipes_offline(recipe, capsys):
+    """V4/V3/V2 plan from their packaged configs (their position tables are buffers: they must go to meta too)."""
+    code = plan_memory_main([os.path.join(RECIPES, recipe), "--gpu_memory_gb", "24", "--video_sample_size", "128",
+                             "--image_sample_size", "128", "--video_sample_n_frames", "16"])
+    out = capsys.readouterr().out
+    assert code == 0 and "packaged config of alibaba-pai/EasyAnimateV" in out and "fits:" in out
+    assert "| activations |" in out and "| **total** |" in out

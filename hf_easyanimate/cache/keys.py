@@ -37,12 +37,15 @@ def _file_identity(path: str | None) -> list | None:
 
 def _config(module: Any) -> dict:
     """A module's config, without where it was loaded from (``model_source`` carries that): a model built from
-    its config alone (no weights, for cached training) must key like the loaded one."""
+    its config alone (no weights, for cached training) must key like the loaded one, in every process."""
     config = getattr(module, "config", None)
     if config is None:
         return {}
     values = dict(config.to_dict() if hasattr(config, "to_dict") else config)
     values.pop("_name_or_path", None)
+    # diffusers lists the keys a config.json left out in set order, which changes from process to process (string
+    # hashing): the values themselves are in the config already.
+    values.pop("_use_default_values", None)
     return values
 
 

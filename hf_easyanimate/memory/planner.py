@@ -297,6 +297,7 @@ def build_context(config: dict, source: str, shape: RunShape, latent_channels: i
     from ..models.loading import transformer_from_config
 
     transformer = transformer_from_config(config).requires_grad_(False)
+    _buffers_to_meta(transformer)  # empty-weight init leaves buffers (V2-V4 position tables) on the CPU
     torch.nn.Module.to(transformer, shape.weight_dtype)
     lora = _lora_parameters(transformer, shape.rank, shape.target_modules)
     peft_config = LoraConfig(r=shape.rank, lora_alpha=shape.rank, target_modules=[name for name, _, _ in lora])
@@ -306,6 +307,13 @@ def build_context(config: dict, source: str, shape: RunShape, latent_channels: i
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
     return PlanContext(config, source, model, lora, latent_channels, frame_grid, encoder_bytes)
+
+
+def _buffers_to_meta(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        for name, buffer in module._buffers.items():
+            if buffer is not None and buffer.device.type != "meta":
+                module._buffers[name] = buffer.to("meta")
 
 
 def plan(context: PlanContext, shape: RunShape) -> MemoryPlan:

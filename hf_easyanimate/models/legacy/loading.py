@@ -229,8 +229,8 @@ def load_legacy_vae(folder: str, *, torch_dtype: torch.dtype = torch.float32, we
             vae = LegacyMagvitVAE.from_config(config)
     except (TypeError, ValueError) as error:
         raise LegacyLoadError(f"{config_file}: {error}") from error
-    if not weights:
-        return vae
+    if not weights:  # a skeleton for cached training: its dtype still keys the latent cache
+        return torch.nn.Module.to(vae, torch_dtype)
     files = _weight_files(folder, ("diffusion_pytorch_model",))
     if not files:
         raise LegacyLoadError(f"{folder}: no VAE weights (diffusion_pytorch_model.safetensors or .bin)")
