@@ -204,6 +204,16 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _read_yaml_mapping(config_path: str) -> dict:
+    import yaml
+
+    with open(config_path, encoding="utf-8") as handle:
+        tree = yaml.safe_load(handle) or {}
+    if not isinstance(tree, dict):
+        raise ModelConfigMismatch(f"--config_path {config_path}: expected a YAML mapping, got {type(tree).__name__}")
+    return tree
+
+
 def read_model_config(
     config_path: str,
     transformer_config: dict[str, Any],
@@ -218,16 +228,12 @@ def read_model_config(
     in ``config.json`` (compared; the checkpoint wins). Everything else
     (MagVIT slicing/caching, mini-batch sizes, control-model switches) is built into diffusers' classes.
     """
-    import yaml
 
     if not os.path.isfile(config_path):
         return ModelConfigReading(config_path, False, {}, {}, [])
     if transformer_config.get("_class_name") in LEGACY_CLASSES:
         return read_legacy_model_config(config_path, transformer_config, vae_config)
-    with open(config_path, encoding="utf-8") as handle:
-        tree = yaml.safe_load(handle) or {}
-    if not isinstance(tree, dict):
-        raise ModelConfigMismatch(f"--config_path {config_path}: expected a YAML mapping, got {type(tree).__name__}")
+    tree = _read_yaml_mapping(config_path)
     flat = _flatten(tree)
     checked: dict[str, Any] = {}
     mismatched: dict[str, tuple[Any, Any]] = {}
@@ -295,12 +301,8 @@ def read_legacy_model_config(
     unused keyword), so ``vae/config.json`` rules and the YAML is only compared with it. The text-encoder layout
     must match the release: BERT + T5 for V4, T5 alone for V2/V3.
     """
-    import yaml
 
-    with open(config_path, encoding="utf-8") as handle:
-        tree = yaml.safe_load(handle) or {}
-    if not isinstance(tree, dict):
-        raise ModelConfigMismatch(f"--config_path {config_path}: expected a YAML mapping, got {type(tree).__name__}")
+    tree = _read_yaml_mapping(config_path)
     flat = _flatten(tree)
     checked: dict[str, Any] = {}
     mismatched: dict[str, tuple[Any, Any]] = {}
