@@ -75,6 +75,15 @@ def tiny_clip_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def short_demo_data(tmp_path_factory) -> str:
+    """Demo data with 9-12 frame clips: for the seed lines, which ask for 49 or 144 frames at 512 px and so train
+    at each clip's full length (the frame count does not change what those tests check: the flags and files)."""
+    from hf_easyanimate.testing import make_demo_data
+
+    return make_demo_data(str(tmp_path_factory.mktemp("short-demo-data")), videos=4, images=2, frame_range=(9, 12))
+
+
+@pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> str:
     """Path of the demo ``metadata.json`` (8 clips, 4 images); files sit beside it."""
     from hf_easyanimate.testing import make_demo_data

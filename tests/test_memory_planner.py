@@ -150,9 +150,10 @@ def test_the_recipe_for_24_gb_fits_by_the_planner(capsys):
         assert "fits:" in capsys.readouterr().out
 
 
-# V3 is V2's class with the CLIP tokens: slow-marked to keep CI short (each trace is ~60k meta ops, ~10 s)
+# V4 (HunyuanDiT blocks, CLIP resampler) in CI; V3/V2 (the PixArt class, same position tables) slow-marked to keep
+# CI short: each legacy trace is ~60k meta ops, ~10 s
 @pytest.mark.parametrize("recipe", ["v4/inp_lora.yaml", pytest.param("v3/inp_lora.yaml", marks=pytest.mark.slow),
-                                    "v2/lora.yaml"])
+                                    pytest.param("v2/lora.yaml", marks=pytest.mark.slow)])
 def test_plan_memory_plans_the_legacy_recipes_offline(recipe, capsys):
     """V4/V3/V2 plan from their packaged configs (their position tables are buffers: they must go to meta too)."""
     code = plan_memory_main([os.path.join(RECIPES, recipe), "--gpu_memory_gb", "24", "--video_sample_size", "128",

@@ -139,16 +139,16 @@ def check_trained(result: subprocess.CompletedProcess, workdir: str, deepspeed: 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("name", ["v5.1", "v5.1-deepspeed"])
-def test_v51_seed_command_trains_a_lora(name, tiny_inpaint_model_dir, demo_data, seed_workdir):
-    launcher, script = seed_argv(name, tiny_inpaint_model_dir, demo_data)
+def test_v51_seed_command_trains_a_lora(name, tiny_inpaint_model_dir, short_demo_data, seed_workdir):
+    launcher, script = seed_argv(name, tiny_inpaint_model_dir, short_demo_data)
     check_trained(accelerate_launch(seed_workdir, launcher, script), seed_workdir, name.endswith("deepspeed"))
 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("name", ["v5", "v5-deepspeed"])
-def test_v5_seed_command_trains_a_lora(name, request, demo_data, seed_workdir):
+def test_v5_seed_command_trains_a_lora(name, request, short_demo_data, seed_workdir):
     model = request.getfixturevalue("tiny_v5_inpaint_model_dir")
-    launcher, script = seed_argv(name, model, demo_data)
+    launcher, script = seed_argv(name, model, short_demo_data)
     check_trained(accelerate_launch(seed_workdir, launcher, script), seed_workdir, name.endswith("deepspeed"))
 
 
@@ -170,18 +170,18 @@ def check_legacy_trained(workdir: str, name: str, deepspeed: bool) -> None:
 
 
 @pytest.mark.distributed
-def test_v4_deepspeed_seed_command_trains_a_lora(tiny_legacy_dirs, demo_data, seed_workdir):
-    launcher, script = seed_argv("v4-deepspeed", tiny_legacy_dirs("v4-inp"), demo_data)
+def test_v4_deepspeed_seed_command_trains_a_lora(tiny_legacy_dirs, short_demo_data, seed_workdir):
+    launcher, script = seed_argv("v4-deepspeed", tiny_legacy_dirs("v4-inp"), short_demo_data)
     result = accelerate_launch(seed_workdir, launcher, script)
     assert result.returncode == 0, result.stderr[-4000:]
     check_legacy_trained(seed_workdir, "v4-deepspeed", deepspeed=True)
 
 
 @pytest.mark.parametrize("name", ["v4", "v3", "v2"])
-def test_legacy_seed_commands_train_a_lora(name, tiny_legacy_dirs, demo_data, seed_workdir, monkeypatch, capsys):
+def test_legacy_seed_commands_train_a_lora(name, tiny_legacy_dirs, short_demo_data, seed_workdir, monkeypatch, capsys):
     # In-process (the plain launcher adds nothing but bf16, which the line repeats).
     monkeypatch.chdir(seed_workdir)
-    _, script = seed_argv(name, tiny_legacy_dirs(LEGACY_FIXTURES[name]), demo_data)
+    _, script = seed_argv(name, tiny_legacy_dirs(LEGACY_FIXTURES[name]), short_demo_data)
     assert main(script) == 0, capsys.readouterr().err[-4000:]
     check_legacy_trained(seed_workdir, name, deepspeed=False)
 

@@ -340,11 +340,13 @@ def _render_frame(height: int, width: int, shape: str, colour: tuple[int, int, i
     return frame
 
 
-def make_demo_data(output_dir: str, videos: int = 8, images: int = 4, seed: int = 0) -> str:
+def make_demo_data(output_dir: str, videos: int = 8, images: int = 4, seed: int = 0,
+                   frame_range: tuple[int, int] = (24, 48)) -> str:
     """Write coloured moving-shape clips (mp4), still images (png) and an EasyAnimate ``metadata.json``.
 
-    Captions describe what is drawn, so a model can in principle learn the mapping. Returns the
-    path of ``metadata.json``; ``file_path`` entries are relative to ``output_dir``.
+    Captions describe what is drawn, so a model can in principle learn the mapping. Each clip has between
+    ``frame_range[0]`` and ``frame_range[1]`` frames. Returns the path of ``metadata.json``; ``file_path`` entries are
+    relative to ``output_dir``.
     """
     from PIL import Image
 
@@ -355,7 +357,7 @@ def make_demo_data(output_dir: str, videos: int = 8, images: int = 4, seed: int 
     rows = []
     for index in range(videos):
         height, width = DEMO_VIDEO_SIZES[index % len(DEMO_VIDEO_SIZES)]
-        num_frames = rng.randint(24, 48)
+        num_frames = rng.randint(*frame_range)
         colour, background = rng.sample(names, 2)
         shape = rng.choice(SHAPES)
         direction = rng.choice(("left", "right", "up", "down"))
