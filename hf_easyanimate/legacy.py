@@ -154,7 +154,6 @@ ORIGINAL_TRANSFORMER_TYPES = {
     "HunyuanTransformer3DModel": "HunyuanTransformer3DModel",  # V4, ported in models/legacy
     "Transformer3DModel": "Transformer3DModel",  # V2/V3, ported in models/legacy
 }
-LEGACY_CLASSES = ("HunyuanTransformer3DModel", "Transformer3DModel")
 
 
 @dataclass
@@ -231,7 +230,9 @@ def read_model_config(
 
     if not os.path.isfile(config_path):
         return ModelConfigReading(config_path, False, {}, {}, [])
-    if transformer_config.get("_class_name") in LEGACY_CLASSES:
+    from .models.legacy import version_of_config
+
+    if version_of_config(transformer_config) is not None:
         return read_legacy_model_config(config_path, transformer_config, vae_config)
     tree = _read_yaml_mapping(config_path)
     flat = _flatten(tree)

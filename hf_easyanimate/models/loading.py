@@ -43,7 +43,6 @@ V5_FAMILY_SUPPORT = (
 MISSING_COMPONENTS = {
     "v1": "the Transformer3DModel transformer with motion modules over a 2D VAE (EasyAnimate V1), which is not ported",
 }
-LEGACY_TRANSFORMER_CLASSES = ("HunyuanTransformer3DModel", "Transformer3DModel")
 # The objective each ported generation was trained with (the original's --loss_type for it).
 LEGACY_OBJECTIVES = {"v4": "ddpm", "v3": "sigma", "v2": "sigma"}
 LEGACY_VERSIONS = tuple(LEGACY_OBJECTIVES)
@@ -77,10 +76,6 @@ class EasyAnimateComponents:
     text_attention_mask: bool = True
     # V3/V4 InP: the CLIP encoder of the reference frame (see models/image_encoder.py)
     image_encoder: Any | None = None
-
-    @property
-    def is_legacy(self) -> bool:
-        return self.version in LEGACY_OBJECTIVES
 
     @property
     def is_inpaint(self) -> bool:
@@ -577,10 +572,8 @@ def load_components(
     """
     path = pretrained_model_name_or_path
     ensure_supported_architecture(path, config_path, revision, cache_dir)
-    from .legacy import version_of_config
-
-    legacy_version = version_of_config(read_transformer_config(path, revision, cache_dir) or {})
-    if legacy_version is not None:
+    legacy_version = checkpoint_version(path, revision, cache_dir)
+    if legacy_version in LEGACY_VERSIONS:
         components = load_legacy_components(
             path, legacy_version, revision=revision, cache_dir=cache_dir, weight_dtype=weight_dtype,
             config_path=config_path, transformer_weights=transformer_weights, encoder_weights=encoder_weights,

@@ -230,14 +230,6 @@ class _AnyDepthResolver(LiteralNameResolver):
         return self.paths.get(body)
 
 
-def resolver_for(model: torch.nn.Module):
-    """The kohya-name resolver for a loaded transformer: its own paths for V2-V4, the V5 renaming otherwise."""
-    paths = [name for name, child in model.named_modules() if isinstance(child, torch.nn.Linear)]
-    if type(model).__name__ in ("HunyuanTransformer3DModel", "Transformer3DModel"):
-        return LiteralNameResolver(paths)
-    return KohyaNameResolver(paths)
-
-
 @lru_cache(maxsize=1)
 def template_resolver() -> KohyaNameResolver:
     """Resolver for every Linear that any EasyAnimate transformer layout can have (built on the meta device).

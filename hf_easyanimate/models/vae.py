@@ -83,13 +83,13 @@ def frame_grid(vae: torch.nn.Module) -> FrameGrid:
 
 def local_frame_grid(path: str | None) -> FrameGrid | None:
     """The grid of a V2-V4 model folder on disk, from ``vae/config.json``; None for another model or no folder."""
-    from .loading import LEGACY_TRANSFORMER_CLASSES
+    from .legacy import version_of_config
 
     if not path:
         return None
     try:
         with open(os.path.join(path, "transformer", "config.json"), encoding="utf-8") as handle:
-            legacy = json.load(handle).get("_class_name") in LEGACY_TRANSFORMER_CLASSES
+            legacy = version_of_config(json.load(handle)) is not None
         if not legacy:
             return None
         with open(os.path.join(path, "vae", "config.json"), encoding="utf-8") as handle:

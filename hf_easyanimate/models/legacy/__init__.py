@@ -6,7 +6,6 @@ persistent buffers (the Hub files load with a strict key check) and the original
 
 from .hunyuan import HunyuanTransformer3DModel
 from .loading import (
-    LEGACY_VERSIONS,
     LegacyLoadError,
     load_image_encoder,
     load_legacy_transformer,
@@ -17,7 +16,6 @@ from .pixart import Transformer3DModel
 from .vae import LegacyMagvitVAE
 
 __all__ = [
-    "LEGACY_VERSIONS",
     "HunyuanTransformer3DModel",
     "LegacyLoadError",
     "LegacyMagvitVAE",

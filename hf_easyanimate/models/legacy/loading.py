@@ -35,7 +35,6 @@ from .vae import LegacyMagvitVAE
 
 logger = logging.getLogger(__name__)
 
-LEGACY_VERSIONS = ("v4", "v3", "v2")
 TRANSFORMER_CLASSES = {"HunyuanTransformer3DModel": HunyuanTransformer3DModel, "Transformer3DModel": Transformer3DModel}
 # Written by diffusers' EMAModel into the config of an EMA checkpoint; not constructor arguments.
 EMA_CONFIG_KEYS = ("decay", "inv_gamma", "min_decay", "optimization_step", "power", "update_after_step",
