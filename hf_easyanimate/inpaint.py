@@ -102,17 +102,14 @@ class EncodedMaskInpaintConditioner:
     ) -> torch.Tensor:
         check_mask(mask, pixel_values)
         mask = mask.to(device=pixel_values.device, dtype=torch.float32)
-        text_to_video = mask.flatten(1).amin(dim=1) >= 0.5
-        zeroed = text_to_video & (torch.rand(len(mask)) < self.zero_text_to_video).to(mask.device)
+        zeroed = self._zeroed(mask)  # drawn before the VAE's draws, as the original orders them
         reference = masked_pixels(pixel_values.float(), mask)
         if self.add_noise_to_reference:
             reference = add_noise_to_reference_video(reference)
         mask_latents = encode(mask.repeat(1, 1, 3, 1, 1), sample=True)
         video_latents = encode(reference, sample=True)
         inpaint = torch.cat([mask_latents, video_latents], dim=1).to(device=latents.device, dtype=latents.dtype)
-        if inpaint.shape[2:] != latents.shape[2:]:
-            raise ValueError(f"inpaint latents {tuple(inpaint.shape)} do not match latents {tuple(latents.shape)}")
-        return inpaint * (~zeroed).to(device=inpaint.device, dtype=inpaint.dtype).reshape(-1, 1, 1, 1, 1)
+        return self._apply(inpaint, zeroed, latents, "inpaint latents")
 
     def from_posterior(
         self,
@@ -124,11 +121,19 @@ class EncodedMaskInpaintConditioner:
     ) -> torch.Tensor:
         """The conditioning from the latent cache: ``sample(mean, std)`` (scaled) draws it from the cached posterior
         of ``cat([VAE(mask), VAE(masked video)])`` of each sample's mask; text-to-video samples are zeroed as above."""
-        text_to_video = mask.flatten(1).amin(dim=1) >= 0.5
-        zeroed = text_to_video & (torch.rand(len(mask)) < self.zero_text_to_video)
+        zeroed = self._zeroed(mask)
         inpaint = sample(mean.to(latents.device), std.to(latents.device)).to(dtype=latents.dtype)
+        return self._apply(inpaint, zeroed, latents, "cached inpaint latents")
+
+    def _zeroed(self, mask: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the fully masked (text-to-video) samples whose conditioning this step zeroes."""
+        text_to_video = mask.flatten(1).amin(dim=1) >= 0.5
+        return text_to_video & (torch.rand(len(mask)) < self.zero_text_to_video).to(mask.device)
+
+    @staticmethod
+    def _apply(inpaint: torch.Tensor, zeroed: torch.Tensor, latents: torch.Tensor, what: str) -> torch.Tensor:
         if inpaint.shape[2:] != latents.shape[2:]:
-            raise ValueError(f"cached inpaint latents {tuple(inpaint.shape)} do not match latents {tuple(latents.shape)}")
+            raise ValueError(f"{what} {tuple(inpaint.shape)} do not match latents {tuple(latents.shape)}")
         return inpaint * (~zeroed).to(device=inpaint.device, dtype=inpaint.dtype).reshape(-1, 1, 1, 1, 1)
 
 

@@ -140,14 +140,12 @@ def build_inpaint_conditioner(
     if not components.is_inpaint:
         return None
     config = components.transformer.config
+    common = {"scaling_factor": float(components.vae.config.scaling_factor),
+              "add_noise_to_reference": bool(config.get("add_noise_in_inpaint_model", False))}
     if not config.get("resize_inpaint_mask_directly", True):
-        return EncodedMaskInpaintConditioner(
-            scaling_factor=float(components.vae.config.scaling_factor),
-            add_noise_to_reference=bool(config.get("add_noise_in_inpaint_model", False)),
-        )
+        return EncodedMaskInpaintConditioner(**common)
     return InpaintConditioner(
-        scaling_factor=float(components.vae.config.scaling_factor),
-        add_noise_to_reference=bool(components.transformer.config.get("add_noise_in_inpaint_model", False)),
+        **common,
         first_frame_separately=bool(components.vae.config.get("cache_mag_vae", True)),
     )
 
