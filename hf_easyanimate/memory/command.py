@@ -8,12 +8,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from .planner import (
     GIB,
     SLOWDOWN,
+    MemoryPlan,
+    PlanContext,
     PlannerError,
     RunShape,
     build_context,
@@ -148,6 +151,31 @@ def shape_from_values(values: dict, version: str, frame_grid) -> tuple[RunShape,
     return shape, table
 
 
+@dataclass
+class RecipePlan:
+    """A recipe's plan and what it was made from (the plan-memory output and the training start-up line)."""
+
+    model: str
+    version: str
+    source: str
+    shape: RunShape
+    table: list[str]
+    context: PlanContext
+    result: MemoryPlan
+
+
+def plan_recipe(values: dict) -> RecipePlan:
+    """Config lookup, largest bucket and the traced plan for parsed recipe ``values``."""
+    model = values["pretrained_model_name_or_path"]
+    config, source = find_transformer_config(model, values.get("revision"), values.get("cache_dir"))
+    version = _version(config, model)
+    grid, latent_channels = _grid_and_latents(model, version)
+    shape, table = shape_from_values(values, version, grid)
+    context = build_context(config, source, shape, latent_channels, grid,
+                            encoder_bytes=encoder_bytes(model, version, shape.weight_dtype))
+    return RecipePlan(model, version, source, shape, table, context, plan(context, shape))
+
+
 def plan_memory_main(argv: Sequence[str] | None = None) -> int:
     from ..parser import RecipeError, parse_values
 
@@ -160,19 +188,14 @@ def plan_memory_main(argv: Sequence[str] | None = None) -> int:
     own, rest = extra.parse_known_args(argv)
     try:
         values = parse_values(rest)
-        model = values.get("pretrained_model_name_or_path")
-        if not model:
+        if not values.get("pretrained_model_name_or_path"):
             raise RecipeError("--pretrained_model_name_or_path is required (the recipe names the checkpoint)")
-        config, source = find_transformer_config(model, values.get("revision"), values.get("cache_dir"))
-        version = _version(config, model)
-        grid, latent_channels = _grid_and_latents(model, version)
-        shape, table = shape_from_values(values, version, grid)
-        context = build_context(config, source, shape, latent_channels, grid,
-                                encoder_bytes=encoder_bytes(model, version, shape.weight_dtype))
-        result = plan(context, shape)
+        planned = plan_recipe(values)
     except (RecipeError, PlannerError, ValueError) as error:
         print(f"hf-easyanimate plan-memory: error: {error}", file=sys.stderr)
         return 2
+    model, version, source, shape, table = planned.model, planned.version, planned.source, planned.shape, planned.table
+    context, result = planned.context, planned.result
     budget = int(own.gpu_memory_gb * GIB)
     print(f"model: {model} (EasyAnimate {version.upper()}; transformer config: {source})")
     print(f"largest bucket: batch {shape.batch_size} x {shape.frames} frames x {shape.height}x{shape.width} px = "
@@ -192,8 +215,8 @@ def plan_memory_main(argv: Sequence[str] | None = None) -> int:
     fitting = [(p, flags) for p, flags in options if p.total <= budget]
     if fitting:
         best, flags = fitting[0]
-        slowdown = sum(SLOWDOWN[_flag_key(flag)] * (int(flag.split()[-1]) if "blocks_to_swap" in flag else 1)
-                       for flag in flags)
+        slowdown = sum(SLOWDOWN[flag.split()[0].lstrip("-")] * (int(flag.split()[-1]) if "blocks_to_swap" in flag
+                                                                   else 1) for flag in flags)
         print(f"suggestion (cheapest first, about +{slowdown:.0%} step time): {' '.join(flags)} -> "
               f"{best.total / GIB:.1f} GiB")
         print(format_table(best, budget))
@@ -205,12 +228,6 @@ def plan_memory_main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-def _flag_key(flag: str) -> str:
-    name = flag.split()[0].lstrip("-")
-    return "optim" if name == "optim" else name
-
-
-
 def startup_line(model_args, data_args, args) -> str | None:
     """The planner's prediction for a run about to start, in one line (None when it cannot be made)."""
     values = {**vars(model_args), **vars(data_args),
@@ -218,13 +235,7 @@ def startup_line(model_args, data_args, args) -> str | None:
                   getattr(type(args), key, None))}}
     values["optim"] = str(getattr(args.optim, "value", args.optim))
     try:
-        model = model_args.pretrained_model_name_or_path
-        config, source = find_transformer_config(model, model_args.revision, model_args.cache_dir)
-        version = _version(config, model)
-        grid, latent_channels = _grid_and_latents(model, version)
-        shape, _ = shape_from_values(values, version, grid)
-        result = plan(build_context(config, source, shape, latent_channels, grid,
-                                    encoder_bytes(model, version, shape.weight_dtype)), shape)
+        result = plan_recipe(values).result
     except Exception as error:  # a prediction never stops a run
         return f"memory plan: not available ({error})"
     return f"memory plan: {result.line()} at the largest bucket ({result.tokens:,} tokens); details: hf-easyanimate " \
