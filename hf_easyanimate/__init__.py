@@ -8,7 +8,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .utils import deprecation
+
 __version__ = "0.1.0"
+deprecation.install()  # the 0.1 import paths (hf_easyanimate.args, .parser, ...) forward here for one release
 
 # name -> module, or (module, attribute) where the public name differs.
 _EXPORTS: dict[str, str | tuple[str, str]] = {
@@ -60,7 +63,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Transformer3DModel": "hf_easyanimate.models.legacy",
     "LegacyMagvitVAE": "hf_easyanimate.models.legacy",
     "LegacyLoadError": "hf_easyanimate.models.legacy",
-    "published_configs": "hf_easyanimate.configs",
+    "published_configs": "hf_easyanimate.models.published",
     # memory
     "store_weights": "hf_easyanimate.memory",
     "BlockSwapper": "hf_easyanimate.memory",

@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from .data.buckets import frames_on_vae_grid
-from .media import (
+from .utils.media import (
     CONTACT_SHEET,
     METRICS_FILE,
     VALIDATION_DIR,

@@ -148,9 +148,9 @@ def _sample(argv: list[str]) -> int:
 
     import torch
 
-    from .atomic import atomic_path
+    from .utils.atomic import atomic_path
     from .inference import load_lora_into_pipeline, load_pipeline, render_video
-    from .media import write_mp4
+    from .utils.media import write_mp4
     from .models.lora_format import LoraFormatError
 
     trained, source = trained_size(args.lora)
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text, file=sys.stdout if known else sys.stderr)
         return 0 if known else 2
     handler, _ = COMMANDS[argv[0]]
-    from . import quiet
+    from .utils import quiet
 
     quiet.install()
     try:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .atomic import atomic_path
-from .media import enlarged, pick_frames, printable, write_mp4, write_png
+from .utils.atomic import atomic_path
+from .utils.media import enlarged, pick_frames, printable, write_mp4, write_png
 
 COMPARE_DIR = "compare"
 RESULT_NAME = "compare.json"
@@ -132,7 +132,7 @@ def grid_image(rows: list[Row], prompts: list[str], frames_per_cell: int = 4) ->
     """Rows (base, checkpoints) x columns (prompts), each cell ``frames_per_cell`` frames; labelled."""
     from PIL import Image, ImageDraw
 
-    from .media import caption_font
+    from .utils.media import caption_font
 
     font = caption_font()
     shown = [row for row in rows if row.videos]

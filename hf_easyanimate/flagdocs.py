@@ -19,7 +19,7 @@ from transformers.hf_argparser import string_to_bool
 
 from .args import MEMORY_FLAGS, OBJECTIVE_FLAGS, DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .legacy import LEGACY_FLAGS
-from .training.secrets import is_secret
+from .utils.secrets import is_secret
 
 HEADER = """# Flags
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .models.lora_files import EASYANIMATE_LORA_NAME, PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME
-from .training.secrets import is_secret
+from .utils.secrets import is_secret
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from .args import (
     check_combination,
 )
 from .legacy import LEGACY_FLAGS, LegacyFlagConflict, same_cli_value, translate_legacy
-from .training.secrets import is_secret
+from .utils.secrets import is_secret
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, EasyAnimateTrainingArguments)
 

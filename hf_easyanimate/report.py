@@ -14,8 +14,8 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from .atomic import atomic_path
-from .media import CONTACT_SHEET, VALIDATION_DIR
+from .utils.atomic import atomic_path
+from .utils.media import CONTACT_SHEET, VALIDATION_DIR
 
 REPORT_DIR = "report"
 LOSS_PLOT = "loss.png"

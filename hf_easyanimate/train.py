@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from . import quiet
+from .utils import quiet
 from .args import DataArguments, EasyAnimateTrainingArguments, ModelArguments
 from .cache import CachedInpaintMasks, CacheMissError, check_complete
 from .cache.setup import build_cached_data, cache_spec

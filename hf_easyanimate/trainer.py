@@ -40,7 +40,8 @@ from .memory.block_swap import BlockSwapper, ignore_in_ddp
 from .memory.offload import activation_offload
 from .models.encoders import FrozenEncoders
 from .models.inputs import base_transformer, transformer_inputs
-from .models.lora_files import EASYANIMATE_LORA_NAME, atomic_copy, atomic_path, save_easyanimate_lora, save_peft_model
+from .models.lora_files import EASYANIMATE_LORA_NAME, save_easyanimate_lora, save_peft_model
+from .utils.atomic import atomic_copy, atomic_path
 from .models.lora_format import from_peft
 from .objectives import Objective
 from .training.attention import attention_context_factory
@@ -56,7 +57,7 @@ from .training.reproducibility import (
     step_seed,
 )
 from .training.resume import rotate_checkpoints_keeping
-from .training.secrets import save_training_args
+from .utils.secrets import save_training_args
 from .training.signals import seed_worker_for_training
 
 

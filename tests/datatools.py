@@ -57,7 +57,7 @@ def demo_rows(meta_path: str) -> list[dict]:
 
 def write_broken_files(folder: str) -> dict[str, str]:
     """One file per kind of breakage, relative to ``folder``: {kind: relative path}."""
-    from hf_easyanimate.media import write_mp4
+    from hf_easyanimate.utils.media import write_mp4
 
     os.makedirs(os.path.join(folder, "broken"), exist_ok=True)
     files = {

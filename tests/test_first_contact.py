@@ -176,7 +176,7 @@ def test_every_written_file_gets_the_mode_open_would_give(umask, tiny_model_dir,
 
 
 def test_atomic_writes_stay_atomic(tmp_path):
-    from hf_easyanimate.atomic import atomic_path
+    from hf_easyanimate.utils.atomic import atomic_path
 
     target = tmp_path / "file.bin"
     target.write_bytes(b"old")
@@ -414,7 +414,7 @@ def test_report_runs_after_the_plain_install_and_sheets_are_readable():
 
     import numpy as np
 
-    from hf_easyanimate.media import contact_sheet
+    from hf_easyanimate.utils.media import contact_sheet
 
     assert importlib.util.find_spec("matplotlib") is not None  # a core dependency now
     requirements = open(os.path.join(REPO_ROOT, "setup.cfg")).read().split("[options.extras_require]")[0]

@@ -27,7 +27,7 @@ from hf_easyanimate.data import (
 )
 from hf_easyanimate.data.commands import validate_data_main
 from hf_easyanimate.data.pipeline import prepare_index
-from hf_easyanimate.media import write_mp4
+from hf_easyanimate.utils.media import write_mp4
 
 
 def zero_frame_mp4(path: str) -> str:

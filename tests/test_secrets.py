@@ -10,7 +10,7 @@ from conftest import RECIPES, demo_overrides
 
 from hf_easyanimate.parser import parse_args
 from hf_easyanimate.train import run
-from hf_easyanimate.training.secrets import mask, redacted, save_training_args, secret_values
+from hf_easyanimate.utils.secrets import mask, redacted, save_training_args, secret_values
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 CLI_TOKEN = "hf_cliMARKERq7ZpX3vLw9"

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..atomic import atomic_path, follow_umask
+from ..utils.atomic import atomic_path, follow_umask
 from .lora_format import (
     KEY_STYLES,
     LoraFormatError,
@@ -39,11 +39,6 @@ EASYANIMATE_LORA_NAME = "easyanimate_lora.safetensors"
 ORIGINAL_CHECKPOINT_LORA_NAME = "lora_diffusion_pytorch_model.safetensors"
 FORMATS = ("peft", "easyanimate")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def atomic_copy(source: str, destination: str) -> None:
-    with atomic_path(destination) as temporary:
-        shutil.copyfile(source, temporary)
 
 
 def save_easyanimate_lora(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..media import write_mp4  # noqa: F401  (re-exported: testing.write_mp4 predates media.py)
+from ..utils.media import write_mp4  # noqa: F401  (re-exported: testing.write_mp4 predates media.py)
 
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..atomic import atomic_path
+from .atomic import atomic_path
 
 SECRET_SUFFIX = "_token"
 REDACTED = "<redacted>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -40,3 +41,9 @@ def atomic_path(path: str) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
         raise
+
+
+def atomic_copy(source: str, destination: str) -> None:
+    """Copy ``source`` over ``destination`` so that ``destination`` is never seen half-copied."""
+    with atomic_path(destination) as temporary:
+        shutil.copyfile(source, temporary)
