@@ -20,9 +20,9 @@ import time
 import torch
 from _tiny import StepTimer, argv, prepare, step_bench_options
 
-from hf_easyanimate.cache.setup import precompute_main
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.assembly import run
+from hf_easyanimate.commands.precompute import main as precompute_main
+from hf_easyanimate.trainers.lora_config import parse_args
 
 
 def trainer_step(args_list: list[str], warmup: int) -> tuple[tuple[float, float], object]:

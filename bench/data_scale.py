@@ -43,7 +43,7 @@ def write_metadata(path: str, rows: int) -> None:
 
 def measure(meta_path: str, batch_size: int) -> dict:
     """One run, in this process: the steps a training start performs before the first batch."""
-    from hf_easyanimate.args import DataArguments
+    from hf_easyanimate.config import DataArguments
     from hf_easyanimate.data import BucketBatchSampler, PlanConfig, prepare_index
 
     args = DataArguments(train_data_meta=meta_path, train_data_dir=os.path.dirname(meta_path), enable_bucket=True,

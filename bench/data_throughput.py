@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from hf_easyanimate.args import DataArguments
+from hf_easyanimate.config import DataArguments
 from hf_easyanimate.data import EasyAnimateDataset, build_train_data
 from hf_easyanimate.data.metadata import KIND_VIDEO
 from hf_easyanimate.data.video import read_image, read_video_frames, sample_frame_indices, usable_frame_count

@@ -22,11 +22,12 @@ from _tiny import argv, prepare, quiet_threads
 from data_throughput import write_long_clips
 from torch.utils.data import DataLoader
 
-from hf_easyanimate.cache.setup import build_cached_data, cache_spec, precompute_main
+from hf_easyanimate.cache.build import build_cached_data, cache_spec
+from hf_easyanimate.commands.precompute import main as precompute_main
 from hf_easyanimate.data import build_train_data
 from hf_easyanimate.models.loading import load_components
 from hf_easyanimate.models.text import build_prompt_encoder
-from hf_easyanimate.parser import parse_args
+from hf_easyanimate.trainers.lora_config import parse_args
 
 
 def clips_per_second(dataset, sampler, collator, workers: int, epochs: int) -> float:

@@ -55,8 +55,8 @@ def child(steps: int, cached: bool) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _tiny import argv, prepare
 
-    from hf_easyanimate.parser import parse_args
-    from hf_easyanimate.train import run
+    from hf_easyanimate.assembly import run
+    from hf_easyanimate.trainers.lora_config import parse_args
 
     with tempfile.TemporaryDirectory() as folder:
         model, meta = prepare(folder)
@@ -71,7 +71,7 @@ def child(steps: int, cached: bool) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--precompute-only"]:
-        from hf_easyanimate.cache.setup import precompute_main
+        from hf_easyanimate.commands.precompute import main as precompute_main
 
         sys.exit(precompute_main(sys.argv[2:]))
     if sys.argv[1:2] == ["--child"]:

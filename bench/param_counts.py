@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from hf_easyanimate.configs import published_configs
 from hf_easyanimate.models.loading import transformer_from_config
 from hf_easyanimate.models.lora import linear_module_paths
+from hf_easyanimate.models.published import published_configs
 
 RANK = 128
 

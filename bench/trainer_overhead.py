@@ -22,12 +22,12 @@ import torch
 from _tiny import StepTimer, argv, prepare, step_bench_options
 from torch.utils.data import DataLoader
 
-from hf_easyanimate.cache.setup import precompute_main
+from hf_easyanimate.assembly import build_cached_training_data, build_lora_model, build_objective, run
+from hf_easyanimate.commands.precompute import main as precompute_main
 from hf_easyanimate.models.encoders import FrozenEncoders
 from hf_easyanimate.models.loading import load_components
 from hf_easyanimate.models.text import build_prompt_encoder
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import build_cached_training_data, build_lora_model, build_objective, run
+from hf_easyanimate.trainers.lora_config import parse_args
 
 
 def trainer_step(args_list: list[str], warmup: int) -> tuple[float, float]:

@@ -6,8 +6,10 @@ import logging
 
 import pytest
 
-from hf_easyanimate.args import ArgumentValidationError
-from hf_easyanimate.parser import parse_args
+from hf_easyanimate.assembly.preflight import check_against_checkpoint
+from hf_easyanimate.config import ArgumentValidationError
+from hf_easyanimate.models.checkpoint import read_checkpoint
+from hf_easyanimate.trainers.lora_config import parse_args
 
 
 @pytest.fixture
@@ -89,7 +91,7 @@ def test_bad_value_fails_at_parse_time_naming_key_and_rule(recipe, flag, value, 
     ],
 )
 def test_off_grid_value_is_adjusted_with_one_warning(recipe, caplog, flag, given, used, why):
-    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.args"):
+    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.config.rules"):
         model_args, data_args, args = parse_args([recipe, f"--{flag}", str(given)])
     owner = args if flag.startswith("validation") else data_args
     assert getattr(owner, flag) == used
@@ -99,10 +101,12 @@ def test_off_grid_value_is_adjusted_with_one_warning(recipe, caplog, flag, given
 
 
 @pytest.mark.parametrize(("given", "kept"), [(50, 49), (48, 45), (144, 141), (3, 1)])
-def test_off_grid_frame_count_is_sampled_as_given_and_cut_per_batch(recipe, caplog, given, kept):
-    # As the original: clips are sampled with `given` frames, the collate keeps the first `kept` (issue 17).
-    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.args"):
-        _, data_args, _ = parse_args([recipe, "--video_sample_n_frames", str(given)])
+def test_off_grid_frame_count_is_sampled_as_given_and_cut_per_batch(recipe, caplog, given, kept, tiny_model_dir):
+    # As the original: clips are sampled with `given` frames, the collate keeps the first `kept` (issue 17). The grid
+    # is the checkpoint's, so the note comes once the preflight has read it (parsing reads no checkpoint).
+    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.config.rules"):
+        _, data_args, args = parse_args([recipe, "--video_sample_n_frames", str(given)])
+        check_against_checkpoint(read_checkpoint(tiny_model_dir), data_args, args)
     assert data_args.video_sample_n_frames == given
     messages = [r.getMessage() for r in caplog.records if "--video_sample_n_frames=" in r.getMessage()]
     assert messages == [f"--video_sample_n_frames={given} is not on the VAE's temporal grid (4n + 1 frames): clips "
@@ -110,9 +114,10 @@ def test_off_grid_frame_count_is_sampled_as_given_and_cut_per_batch(recipe, capl
                         "trainer does."]
 
 
-def test_on_grid_values_are_kept_silently(recipe, caplog):
-    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.args"):
-        _, data_args, _ = parse_args([recipe, "--video_sample_n_frames", "49", "--video_sample_size", "256"])
+def test_on_grid_values_are_kept_silently(recipe, caplog, tiny_model_dir):
+    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.config.rules"):
+        _, data_args, args = parse_args([recipe, "--video_sample_n_frames", "49", "--video_sample_size", "256"])
+        check_against_checkpoint(read_checkpoint(tiny_model_dir), data_args, args)
     assert (data_args.video_sample_n_frames, data_args.video_sample_size) == (49, 256)
     assert not [r for r in caplog.records if "using" in r.getMessage()]
 

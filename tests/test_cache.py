@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import RECIPES, demo_overrides, run_cli
 
-from hf_easyanimate.args import ArgumentValidationError
+from hf_easyanimate.assembly import run
 from hf_easyanimate.cache import CachedDataset, CacheMissError, LatentCache
-from hf_easyanimate.cache.setup import precompute_main
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.commands.precompute import main as precompute_main
+from hf_easyanimate.config import ArgumentValidationError
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 
@@ -100,7 +100,7 @@ def test_sample_posterior_draws_what_encode_pixels_draws(tiny_model_dir):
 
 def precompute_parts(model_dir: str, meta: str, tmp_path) -> tuple[str, object, object, object, object]:
     """(cache folder, cached dataset, plan config, VAE, prompt encoder) for a precompute of the tiny demo."""
-    from hf_easyanimate.cache.setup import build_cached_data, cache_spec
+    from hf_easyanimate.cache.build import build_cached_data, cache_spec
     from hf_easyanimate.models.loading import load_components
     from hf_easyanimate.models.text import build_prompt_encoder
 
@@ -148,7 +148,7 @@ def test_cli_precompute_then_train(tiny_model_dir, demo_data, tmp_path):
 
 def test_inpaint_conditioning_from_cache_equals_encoding_the_masked_video(tiny_inpaint_model_dir):
     from hf_easyanimate.cache.data import first_frame_mask
-    from hf_easyanimate.inpaint import InpaintConditioner, masked_pixels
+    from hf_easyanimate.models.inpaint import InpaintConditioner, masked_pixels
     from hf_easyanimate.models.loading import load_components
     from hf_easyanimate.models.vae import encode_pixels
 

@@ -9,10 +9,10 @@ import pytest
 from conftest import RECIPES, run_cli
 from datatools import demo_rows, write_broken_files, write_metadata
 
+from hf_easyanimate.assembly import run
 from hf_easyanimate.cli import main as cli_main
 from hf_easyanimate.data.problems import REPORT_NAME, DataValidationError
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 FAST = ["--video_sample_size", "32", "--image_sample_size", "32", "--token_sample_size", "32",
@@ -108,7 +108,7 @@ def test_resumed_run_replays_the_same_batches_with_any_worker_count(tiny_model_d
 
     Without buckets the 12 demo samples make 6 batches of 2 per epoch (4 video, 2 image), reshuffled each epoch.
     """
-    from hf_easyanimate.trainer import EasyAnimateTrainer
+    from hf_easyanimate.trainers import EasyAnimateTrainer
 
     seen: list[tuple[int, list[int], tuple[int, ...]]] = []
     original = EasyAnimateTrainer._prepare_inputs

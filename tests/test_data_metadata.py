@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from datatools import demo_rows, synthetic_rows, write_broken_files, write_metadata
 
-from hf_easyanimate.args import DataArguments
+from hf_easyanimate.config import DataArguments
 from hf_easyanimate.data import MetadataError, SampleIndex, load_metadata, prepare_index
 from hf_easyanimate.data.metadata import KIND_IMAGE, KIND_VIDEO, _json_list_to_jsonl
 from hf_easyanimate.data.probe import probe_cache_path

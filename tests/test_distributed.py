@@ -22,8 +22,8 @@ import torch
 from conftest import RECIPES, REPO_ROOT, demo_overrides
 from safetensors.torch import load_file
 
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.assembly import run
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 ZERO2 = os.path.join(RECIPES, "deepspeed", "zero2.json")

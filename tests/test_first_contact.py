@@ -12,8 +12,9 @@ import pytest
 import torch
 from conftest import RECIPES, REPO_ROOT, demo_overrides, run_cli
 
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import main, run
+from hf_easyanimate.assembly import run
+from hf_easyanimate.train import main
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 
@@ -153,7 +154,7 @@ def test_clear_previous_run_removes_only_the_runs_files(tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_every_written_file_gets_the_mode_open_would_give(umask, tiny_model_dir, demo_data, tmp_path):
-    from hf_easyanimate.models.lora_files import export_lora
+    from hf_easyanimate.models.lora.files import export_lora
 
     out = str(tmp_path / "run")
     previous = os.umask(umask)
@@ -189,7 +190,7 @@ def test_atomic_writes_stay_atomic(tmp_path):
 # --- 6. right defaults -------------------------------------------------------------------------------------------
 
 def test_loss_type_follows_the_checkpoint(tiny_model_dir, tiny_v5_model_dir, demo_data, tmp_path, caplog):
-    from hf_easyanimate.training.preflight import resolve_loss_type
+    from hf_easyanimate.assembly.preflight import resolve_loss_type
 
     for model, expected in ((tiny_model_dir, "flow"), (tiny_v5_model_dir, "ddpm")):
         model_args, _, args = parse_args(["--pretrained_model_name_or_path", model, "--output_dir", str(tmp_path),
@@ -369,7 +370,7 @@ def test_training_ends_with_the_files_formats_rank_and_alpha(tiny_model_dir, dem
 
 
 def test_sample_defaults_come_from_the_training_recipe(tmp_path):
-    from hf_easyanimate.cli import trained_size
+    from hf_easyanimate.inference import trained_size
 
     (tmp_path / "training_recipe.yaml").write_text("video_sample_size: 256\nvideo_sample_n_frames: 50\n")
     (tmp_path / "easyanimate_lora.safetensors").write_bytes(b"")
@@ -396,7 +397,7 @@ def test_either_validation_schedule_alone_is_the_only_one(flags, schedule, tmp_p
 def test_steps_only_schedule_validates_at_those_steps_only(monkeypatch):
     from types import SimpleNamespace
 
-    from hf_easyanimate.callbacks import ValidationCallback
+    from hf_easyanimate.training.validation import ValidationCallback
 
     seen = []
     callback = ValidationCallback(sampler=None, every_steps=20, every_epochs=None)

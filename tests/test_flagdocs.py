@@ -6,14 +6,14 @@ import os
 
 from conftest import REPO_ROOT
 
-from hf_easyanimate.flagdocs import render
-from hf_easyanimate.legacy import LEGACY_FLAGS
+from hf_easyanimate.config import LEGACY_FLAGS
+from hf_easyanimate.trainers.lora_config import flags_markdown as render
 
 
 def test_flags_doc_is_up_to_date():
     with open(os.path.join(REPO_ROOT, "docs", "flags.md"), encoding="utf-8") as handle:
         on_disk = handle.read()
-    assert on_disk == render(), "regenerate: python -m hf_easyanimate.flagdocs > docs/flags.md"
+    assert on_disk == render(), "regenerate: python -m hf_easyanimate.trainers > docs/flags.md"
 
 
 def test_every_original_flag_is_documented():

@@ -13,9 +13,10 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-import hf_easyanimate.train as train_module
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.trainer import EasyAnimateTrainer
+import hf_easyanimate.assembly.lora as train_module
+from hf_easyanimate.train import main
+from hf_easyanimate.trainers import EasyAnimateTrainer
+from hf_easyanimate.trainers.lora_config import parse_args
 from hf_easyanimate.training.guards import CheckpointSaveError
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
@@ -103,7 +104,7 @@ def test_a_streak_of_nonfinite_losses_stops_with_the_checkpoints_intact(nan_at, 
                                                                        tmp_path, capsys):
     nan_at(lambda call: call >= 4)
     out = str(tmp_path / "run")
-    code = train_module.main(argv(tiny_model_dir, demo_data, out, "--max_steps", "12", "--save_steps", "2",
+    code = main(argv(tiny_model_dir, demo_data, out, "--max_steps", "12", "--save_steps", "2",
                                   "--max_consecutive_nonfinite", "3"))
     error = capsys.readouterr().err
     assert code == 1

@@ -14,7 +14,8 @@ import torch
 from datatools import write_metadata
 from PIL import Image
 
-from hf_easyanimate.args import DataArguments
+from hf_easyanimate.commands.validate_data import main as validate_data_main
+from hf_easyanimate.config import DataArguments
 from hf_easyanimate.data import (
     EasyAnimateCollator,
     EasyAnimateDataset,
@@ -25,7 +26,6 @@ from hf_easyanimate.data import (
     SampleOptions,
     load_metadata,
 )
-from hf_easyanimate.data.commands import validate_data_main
 from hf_easyanimate.data.pipeline import prepare_index
 from hf_easyanimate.utils.media import write_mp4
 

@@ -14,10 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 import hf_easyanimate
-from hf_easyanimate.utils.atomic import atomic_path
-from hf_easyanimate.utils.media import contact_sheet, write_mp4
 from hf_easyanimate.models.loading import ModelLoadError, load_components
 from hf_easyanimate.models.text import PromptEncoder
+from hf_easyanimate.utils.atomic import atomic_path
+from hf_easyanimate.utils.media import contact_sheet, write_mp4
 
 MAX_LENGTH = 32
 CAPTIONS = {

@@ -14,9 +14,9 @@ import yaml
 from conftest import RECIPES, demo_overrides
 from huggingface_hub import ModelCard
 
-from hf_easyanimate.hub import CardFacts, format_size, loss_curve_points, model_card_text
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.assembly import run
+from hf_easyanimate.trainers.lora_config import parse_args
+from hf_easyanimate.training.hub import CardFacts, format_size, loss_curve_points, model_card_text
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 REPO_FILES = {"adapter_model.safetensors", "adapter_config.json", "easyanimate_lora.safetensors",
@@ -46,7 +46,7 @@ def test_checkpoint_strategy_pushes_lora_files_configs_card_and_resume_state_onl
     tiny_model_dir, demo_data, tmp_path, hub_recorder, caplog
 ):
     out = str(tmp_path / "run")
-    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.hub"):
+    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.training.hub"):
         trainer = train_and_push(tiny_model_dir, demo_data, out, "checkpoint")
     assert hub_recorder["repos"] == [{"repo_id": "someone/tiny-lora", "private": True, "exist_ok": True}]
     commits = hub_recorder["commits"]

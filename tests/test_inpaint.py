@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers import EasyAnimateInpaintPipeline
 
-from hf_easyanimate.inpaint import InpaintConditioner, empty_inpaint_latents, masked_pixels
+from hf_easyanimate.models.inpaint import InpaintConditioner, empty_inpaint_latents, masked_pixels
 from hf_easyanimate.models.vae import encode_pixels
 
 FRAMES, SIZE = 5, 32

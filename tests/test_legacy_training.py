@@ -10,12 +10,12 @@ import torch
 from conftest import RECIPES, demo_overrides
 from safetensors.torch import load_file
 
+from hf_easyanimate.assembly import run
 from hf_easyanimate.inference import merge_lora
 from hf_easyanimate.models.inputs import transformer_inputs
 from hf_easyanimate.models.loading import load_components
-from hf_easyanimate.models.lora_files import read_lora
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.models.lora.files import read_lora
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 # fixture, objective, train mode, frames on the VAE's grid (8n for V3/V4, 9n for V2)
@@ -128,7 +128,7 @@ def test_the_easyanimate_file_merged_by_the_original_rule_equals_the_peft_adapte
 def test_v3_inpaint_steps_see_clip_features_of_a_reference_frame(tiny_legacy_dirs, demo_data, tmp_path, monkeypatch):
     """The batch carries a reference frame per sample; the transformer gets its 768-d CLIP embedding and a
     batch-wide attention mask that is all ones or all zeros."""
-    from hf_easyanimate.trainer import EasyAnimateTrainer
+    from hf_easyanimate.trainers import EasyAnimateTrainer
 
     seen = []
     original = EasyAnimateTrainer.reference_tokens
@@ -154,7 +154,7 @@ def test_v3_inpaint_steps_see_clip_features_of_a_reference_frame(tiny_legacy_dir
 
 def test_v4_trains_from_the_latent_cache(tiny_legacy_dirs, demo_data, tmp_path):
     """precompute + --latent_cache_dir on the 8n frame grid (normal mode: latents and both prompt embeddings)."""
-    from hf_easyanimate.cache.setup import precompute_main
+    from hf_easyanimate.commands.precompute import main as precompute_main
 
     model_dir, cache = tiny_legacy_dirs("v4"), str(tmp_path / "cache")
     flags = [*demo_overrides(model_dir, demo_data, str(tmp_path / "run")), "--loss_type", "ddpm",
@@ -175,7 +175,7 @@ def test_inpaint_trains_from_the_latent_cache(tiny_legacy_dirs, demo_data, tmp_p
     name = "v4-inp"
     from hf_easyanimate.cache import LatentCache
     from hf_easyanimate.cache.data import INPAINT_MEAN, INPAINT_STD, REFERENCE_FEATURES
-    from hf_easyanimate.cache.setup import precompute_main
+    from hf_easyanimate.commands.precompute import main as precompute_main
 
     loss, _, frames = VERSIONS[name]
     cache = str(tmp_path / "cache")
@@ -207,7 +207,7 @@ def test_cached_inpaint_conditioning_is_the_pixel_paths(name, tiny_legacy_dirs):
     and the same reference frame (frame 0)."""
     from hf_easyanimate.cache.data import INPAINT_FIRST, INPAINT_FULL, REFERENCE_FEATURES, first_frame_mask
     from hf_easyanimate.cache.precompute import encoded_mask_tensors
-    from hf_easyanimate.inpaint import EncodedMaskInpaintConditioner
+    from hf_easyanimate.models.inpaint import EncodedMaskInpaintConditioner
     from hf_easyanimate.models.vae import encode_pixels
 
     components = load_components(tiny_legacy_dirs(name), train_mode="inpaint")

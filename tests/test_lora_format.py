@@ -13,7 +13,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hf_easyanimate.inference import merge_lora
-from hf_easyanimate.models import lora_files
 from hf_easyanimate.models.lora import (
     LoraTargetError,
     add_lora,
@@ -21,8 +20,9 @@ from hf_easyanimate.models.lora import (
     linear_module_paths,
     require_linear_targets,
 )
-from hf_easyanimate.models.lora_files import read_lora, save_easyanimate_lora, save_peft_adapter
-from hf_easyanimate.models.lora_format import (
+from hf_easyanimate.models.lora import files as lora_files
+from hf_easyanimate.models.lora.files import read_lora, save_easyanimate_lora, save_peft_adapter
+from hf_easyanimate.models.lora.format import (
     LoraFormatError,
     LoraModule,
     LoraWeights,
@@ -246,8 +246,9 @@ def test_a_hub_repo_id_downloads_only_the_lora_files(tmp_path, monkeypatch):
 
 
 def test_lora_initialisation_depends_on_the_seed_only():
-    from hf_easyanimate.args import EasyAnimateTrainingArguments, ModelArguments
-    from hf_easyanimate.train import build_lora_model
+    from hf_easyanimate.assembly import build_lora_model
+    from hf_easyanimate.config import ModelArguments
+    from hf_easyanimate.trainers import EasyAnimateTrainingArguments
 
     def initial_lora(seed: int) -> dict:
         torch.randn(7)  # whatever ran before must not matter

@@ -17,9 +17,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from hf_easyanimate import export_lora, load_lora_into_pipeline, read_lora, unmerge_lora
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
-from hf_easyanimate.trainer import EasyAnimateTrainer
+from hf_easyanimate.assembly import run
+from hf_easyanimate.trainers import EasyAnimateTrainer
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 

@@ -9,13 +9,14 @@ import torch
 from conftest import RECIPES, demo_overrides
 from safetensors import safe_open
 
+from hf_easyanimate.assembly import run
 from hf_easyanimate.memory.block_swap import BlockSwapper, transformer_blocks
 from hf_easyanimate.memory.offload import activation_offload
 from hf_easyanimate.memory.storage import parameter_bytes, store_weights, stored_bytes
 from hf_easyanimate.models.loading import load_components
 from hf_easyanimate.models.lora import add_lora, build_lora_config
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import main, run
+from hf_easyanimate.train import main
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 
@@ -156,7 +157,8 @@ def test_fp8_needs_a_torch_with_float8(monkeypatch, tiny_model_dir, demo_data, t
 
 
 def test_block_swap_is_refused_with_deepspeed(tmp_path):
-    from hf_easyanimate.args import ArgumentValidationError, EasyAnimateTrainingArguments
+    from hf_easyanimate.config import ArgumentValidationError
+    from hf_easyanimate.trainers import EasyAnimateTrainingArguments
 
     config = tmp_path / "ds.json"
     config.write_text('{"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto"}')

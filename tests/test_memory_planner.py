@@ -14,9 +14,9 @@ import pytest
 import torch
 from conftest import RECIPES
 
+from hf_easyanimate.commands.plan_memory import main as plan_memory_main
 from hf_easyanimate.data.buckets import FrameGrid
 from hf_easyanimate.memory.accounting import LiveBytes
-from hf_easyanimate.memory.command import plan_memory_main
 from hf_easyanimate.memory.planner import RunShape, build_context, fake_inputs, plan, traced_peak
 from hf_easyanimate.models.loading import transformer_from_config
 
@@ -94,7 +94,7 @@ def test_two_shallow_traces_extend_to_the_full_depth(checkpointing):
 
 
 def test_the_planner_counts_the_real_12b_config_like_the_meta_device():
-    from hf_easyanimate.configs import published_configs
+    from hf_easyanimate.models.published import published_configs
 
     cfg = published_configs()["EasyAnimateV5.1-12b-zh-InP"].transformer
     model = transformer_from_config(cfg)

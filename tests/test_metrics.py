@@ -14,10 +14,11 @@ import torch
 from conftest import RECIPES, REPO_ROOT, demo_overrides, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from hf_easyanimate.assembly import run
 from hf_easyanimate.metrics import load_metric, module_path
 from hf_easyanimate.metrics.clip import ClipEmbedder, clip_metrics
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import main, run
+from hf_easyanimate.train import main
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 PROMPTS = ["a red square moving left on a blue background", "a green disc on a white background"]
@@ -167,8 +168,8 @@ def test_eval_loss_weights_every_eval_batch_by_its_size(scored_run, monkeypatch)
 
 
 def test_report_plots_the_metric_curves_and_the_card_lists_final_values(scored_run):
-    from hf_easyanimate.hub import model_card_text
-    from hf_easyanimate.report import metric_curves, render
+    from hf_easyanimate.training.hub import model_card_text
+    from hf_easyanimate.training.report import metric_curves, render
 
     out, trainer = scored_run
     paths = render(out)

@@ -82,7 +82,7 @@ def test_small_4_3_clips_and_images_keep_the_exact_ratio():
 
 
 def test_bucket_plan_and_sampler_train_such_clips_at_the_original_size(tmp_path):
-    from hf_easyanimate.args import DataArguments
+    from hf_easyanimate.config import DataArguments
     from hf_easyanimate.data.pipeline import bucket_plan, prepare_index
     from hf_easyanimate.data.sampler import BucketBatchSampler
 

@@ -8,9 +8,8 @@ import time
 import pytest
 from conftest import RECIPES, run_cli
 
-from hf_easyanimate.args import ArgumentValidationError
-from hf_easyanimate.legacy import LegacyFlagConflict
-from hf_easyanimate.parser import RecipeError, parse_args
+from hf_easyanimate.config import ArgumentValidationError, LegacyFlagConflict, RecipeError
+from hf_easyanimate.trainers.lora_config import parse_args
 
 
 def write_recipe(tmp_path, text: str) -> str:
@@ -98,7 +97,7 @@ def test_every_recipe_in_the_repo_parses():
     assert recipes
     import importlib.util
 
-    from hf_easyanimate.args import ArgumentValidationError
+    from hf_easyanimate.config import ArgumentValidationError
 
     for recipe in recipes:
         argv = [recipe, "--output_dir", "/tmp/unused", "--report_to", "none", "--use_cpu", "true"]

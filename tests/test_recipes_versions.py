@@ -7,14 +7,10 @@ import os
 import pytest
 from conftest import RECIPES, demo_overrides
 
-from hf_easyanimate.models.loading import (
-    ModelLoadError,
-    UnsupportedModelError,
-    check_training_setup,
-    detect_original_version,
-)
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.assembly import run
+from hf_easyanimate.models.loading import ModelLoadError, UnsupportedModelError, check_training_setup
+from hf_easyanimate.models.original_config import detect_original_version
+from hf_easyanimate.trainers.lora_config import parse_args
 
 CPU: list[str] = []  # bf16 recipes need no --use_cpu on a CPU-only host any more (bf16 autocast on the CPU)
 

@@ -10,8 +10,8 @@ import torch
 from accelerate.data_loader import prepare_data_loader, skip_first_batches
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from hf_easyanimate.legacy import LegacyFlagConflict
-from hf_easyanimate.parser import parse_args
+from hf_easyanimate.config import LegacyFlagConflict
+from hf_easyanimate.trainers.lora_config import parse_args
 from hf_easyanimate.training.reproducibility import (
     SAMPLE_KEYS,
     ReplayableBatchSampler,

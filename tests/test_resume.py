@@ -14,8 +14,8 @@ import torch
 from conftest import RECIPES, REPO_ROOT, demo_overrides
 from safetensors.torch import load_file
 
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.assembly import run
+from hf_easyanimate.trainers.lora_config import parse_args
 from hf_easyanimate.training.resume import CheckpointNotFound, resolve_resume, rotate_checkpoints_keeping
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
@@ -26,8 +26,8 @@ KILLED_RUN = textwrap.dedent(
     """
     import os, signal, sys
     from transformers import TrainerCallback
-    from hf_easyanimate.parser import parse_args
-    from hf_easyanimate.train import run
+    from hf_easyanimate.trainers.lora_config import parse_args
+    from hf_easyanimate.assembly import run
 
     class Crash(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):

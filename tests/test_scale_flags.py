@@ -13,12 +13,13 @@ import yaml
 from conftest import RECIPES, demo_overrides
 from transformers import TrainerCallback
 
-from hf_easyanimate.args import ArgumentValidationError
-from hf_easyanimate.legacy import LegacyFlagConflict, ModelConfigMismatch, read_model_config, report_model_config
+from hf_easyanimate.assembly import run
+from hf_easyanimate.config import ArgumentValidationError, LegacyFlagConflict
 from hf_easyanimate.models.encoders import FrozenEncoders
+from hf_easyanimate.models.loading import read_model_config, report_model_config
+from hf_easyanimate.models.original_config import ModelConfigMismatch
 from hf_easyanimate.models.vae import encode_pixels
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.trainers.lora_config import parse_args
 from hf_easyanimate.training.attention import attention_context_factory, memory_efficient_sdpa_backends
 from hf_easyanimate.training.clipping import linear_decay, original_clip_norm
 from hf_easyanimate.training.distributed import ZERO2_CONFIG
@@ -192,10 +193,10 @@ def test_config_path_for_another_architecture_is_refused(tiny_model_dir, tmp_pat
 
 
 def test_config_path_warns_once(tiny_model_dir, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.legacy"):
+    with caplog.at_level(logging.WARNING, logger="hf_easyanimate.models.loading"):
         report_model_config(write_yaml(tmp_path, V51_YAML), tiny_model_dir)
         report_model_config(str(tmp_path / "config" / "missing.yaml"), tiny_model_dir)
-    messages = [record.getMessage() for record in caplog.records if record.name == "hf_easyanimate.legacy"]
+    messages = [record.getMessage() for record in caplog.records if record.name == "hf_easyanimate.models.loading"]
     assert len(messages) == 2
     assert "ignored: transformer_additional_kwargs.add_ref_latent_in_control_model" in messages[0]
     assert "missing.yaml: file not found" in messages[1]

@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import RECIPES, demo_overrides
 
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.assembly import run
+from hf_easyanimate.trainers.lora_config import parse_args
 from hf_easyanimate.utils.secrets import mask, redacted, save_training_args, secret_values
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
@@ -29,7 +29,7 @@ def files_containing(root: str, markers: list[bytes]) -> list[tuple[str, bytes]]
 
 
 def test_redacted_copy_keeps_everything_but_secrets(tmp_path):
-    from hf_easyanimate.args import EasyAnimateTrainingArguments
+    from hf_easyanimate.trainers import EasyAnimateTrainingArguments
 
     args = EasyAnimateTrainingArguments(output_dir=str(tmp_path), hub_token=CLI_TOKEN, use_cpu=True, report_to="none")
     clone = redacted(args)

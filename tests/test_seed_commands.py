@@ -188,7 +188,7 @@ def test_legacy_seed_commands_train_a_lora(name, tiny_legacy_dirs, short_demo_da
 
 def test_every_seed_flag_parses_into_our_arguments(tiny_model_dir, demo_data, tmp_path, monkeypatch):
     """All lines, all flags: nothing is unknown, and the dialect lands on the right fields."""
-    from hf_easyanimate.parser import parse_args
+    from hf_easyanimate.trainers.lora_config import parse_args
 
     monkeypatch.chdir(tmp_path)
     for name in SEED_COMMANDS:

@@ -10,9 +10,9 @@ import torch
 from conftest import RECIPES, demo_overrides, run_cli
 from safetensors.torch import load_file
 
+from hf_easyanimate.assembly import run
 from hf_easyanimate.models.loading import load_components
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 

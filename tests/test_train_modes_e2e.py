@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import RECIPES, demo_overrides
 
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.train import run
+from hf_easyanimate.assembly import run
+from hf_easyanimate.trainers.lora_config import parse_args
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 
@@ -83,10 +83,9 @@ def test_ddpm_training_on_v5_reduces_the_loss(tiny_v5_inpaint_model_dir, demo_da
 
 def test_each_rank_draws_its_own_noise_stream(tiny_model_dir, demo_data, tmp_path, monkeypatch):
     """Trainer seeds all ranks with --seed; the trainer re-seeds torch with seed + rank, as the original does."""
-    from hf_easyanimate.args import EasyAnimateTrainingArguments
     from hf_easyanimate.models.loading import load_components
     from hf_easyanimate.models.lora import add_lora, build_lora_config
-    from hf_easyanimate.trainer import EasyAnimateTrainer
+    from hf_easyanimate.trainers import EasyAnimateTrainer, EasyAnimateTrainingArguments
 
     _, _, args = parse_args([DEMO, *demo_overrides(tiny_model_dir, demo_data, str(tmp_path))])
     components = load_components(tiny_model_dir)

@@ -11,12 +11,11 @@ from conftest import run_cli
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from hf_easyanimate.models.loading import (
-    ModelLoadError,
+from hf_easyanimate.models.easyanimate.loading import (
     convert_diffusers_transformer_keys,
     convert_original_transformer_keys,
-    load_components,
 )
+from hf_easyanimate.models.loading import ModelLoadError, load_components
 from hf_easyanimate.models.text import DualPromptEncoder, build_prompt_encoder
 from hf_easyanimate.testing import BERT_MAX_LENGTH, T5_MAX_LENGTH, TinyModelConfig, build_tiny_components
 

@@ -18,12 +18,12 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from hf_easyanimate import cli
-from hf_easyanimate.callbacks import ValidationCallback, ValidationSampler, ValidationSettings
+from hf_easyanimate.assembly import run
 from hf_easyanimate.models.loading import load_components
 from hf_easyanimate.models.lora import add_lora, build_lora_config
-from hf_easyanimate.parser import parse_args
-from hf_easyanimate.report import loss_curves, render
-from hf_easyanimate.train import run
+from hf_easyanimate.trainers.lora_config import parse_args
+from hf_easyanimate.training.report import loss_curves, render
+from hf_easyanimate.training.validation import ValidationCallback, ValidationSampler, ValidationSettings
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 PROMPT = "a red square moving left on a blue background"

@@ -22,17 +22,24 @@ from ..data.index import SampleIndex
 from ..data.metadata import KIND_NAMES, KIND_VIDEO, MetadataTable
 from ..data.plan import BatchPlan, PlanConfig, plan_batch
 from ..data.problems import BATCH_KEY
+from .batch import (
+    INPAINT_MEAN,
+    INPAINT_STD,
+    LATENT_MEAN,
+    LATENT_STD,
+    MASKED_VIDEO_LATENTS,
+    PROMPT_KEYS,
+    REFERENCE_FEATURES,
+    LatentBatch,
+)
 from .keys import latent_key, prompt_key
 from .store import LatentCache
 
-LATENT_MEAN, LATENT_STD, MASKED_VIDEO_LATENTS = "latent_mean", "latent_std", "masked_video_latents"
 FIRST_FRAME = "first_frame"  # masked-video latents with only frame 0 shown (inpaint, posterior mode, scaled)
 # V2-V4 inpaint (the mask goes through the VAE too): the unscaled posterior (name_mean, name_std) of
-# cat([VAE(mask), VAE(masked video)]) for the two cached masks, and the CLIP features of frame 0 (V3/V4).
-INPAINT_FIRST, INPAINT_FULL, REFERENCE_FEATURES = "inpaint_first", "inpaint_full", "reference_features"
-INPAINT_MEAN, INPAINT_STD = "inpaint_mean", "inpaint_std"  # batch keys of the chosen posterior
+# cat([VAE(mask), VAE(masked video)]) for the two cached masks; the batch carries the chosen one (batch.py).
+INPAINT_FIRST, INPAINT_FULL = "inpaint_first", "inpaint_full"
 VIDEO = KIND_NAMES[KIND_VIDEO]
-PROMPT_KEYS = ("encoder_hidden_states", "encoder_attention_mask", "encoder_hidden_states_t5", "encoder_attention_mask_t5")
 
 
 class CacheMissError(ValueError):
@@ -202,18 +209,18 @@ class CachedCollator:
     def __post_init__(self) -> None:
         self._pixels = EasyAnimateCollator(self.config)  # its frame arithmetic, so both cut batches alike
 
-    def __call__(self, samples: list[dict]) -> dict:
+    def __call__(self, samples: list[dict]) -> LatentBatch:
         plan = samples[0]["plan"]
         frames, tile = self._pixels.frames_and_tile(plan, [s["available_frames"] for s in samples])
         keep = self.config.frame_grid.latent_frames(frames)
-        batch = {
+        batch = LatentBatch({
             LATENT_MEAN: torch.stack([s["latents"]["mean"][:, :keep] for s in samples]),
             LATENT_STD: torch.stack([s["latents"]["std"][:, :keep] for s in samples]),
             "text": [s["text"] for s in samples],
             "data_type": plan.kind,
             "sample_index": [int(s["index"]) for s in samples],
             BATCH_KEY: [],
-        }
+        })
         for name in PROMPT_KEYS:
             if name in samples[0]["prompt"]:
                 batch[name] = torch.stack([s["prompt"][name] for s in samples])

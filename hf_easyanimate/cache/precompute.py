@@ -21,7 +21,7 @@ from ..data.buckets import FrameGrid, frames_on_vae_grid
 from ..data.collator import resize_and_center_crop
 from ..data.plan import BatchPlan, PlanConfig
 from ..data.video import FrameSampling, SampleReadError, read_image, read_video_clip
-from ..inpaint import masked_pixels
+from ..models.inpaint import masked_pixels
 from ..models.vae import encode_pixels, encode_posterior
 from .data import (
     FIRST_FRAME,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .batch import PixelBatch
 from .buckets import batch_tile_factor, closest_ratio, cover_size, frames_on_vae_grid
 from .index import SQUARE
 from .plan import BatchPlan, PlanConfig, plan_batch
@@ -64,7 +65,7 @@ def tile_batch(batch: dict, factor: int) -> dict:
     if factor == 1:
         return batch
     rows = len(batch["text"])
-    tiled = dict(batch)
+    tiled = type(batch)(batch)  # the batch's class (it says where its tensors come from) survives tiling
     for key, value in batch.items():
         if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == rows:
             tiled[key] = value.repeat(factor, *([1] * (value.ndim - 1)))
@@ -108,19 +109,19 @@ class EasyAnimateCollator:
                 frames = min(frames, cap)
         return frames, tile
 
-    def __call__(self, samples: list[dict]) -> dict:
+    def __call__(self, samples: list[dict]) -> PixelBatch:
         plan = samples[0].get("plan") or self.plan_from_samples(samples)
         available = [s.get("available_frames", len(s["frames"])) for s in samples]
         frames, tile = self.frames_and_tile(plan, available)
         pixels = torch.stack([resize_and_center_crop(s["frames"][:frames], plan.height, plan.width) for s in samples])
-        batch = {
+        batch = PixelBatch({
             "pixel_values": pixels,  # (B, F, 3, H, W)
             "text": [s["text"] for s in samples],
             "data_type": plan.kind,
             "sample_index": [int(s.get("index", -1)) for s in samples],
             BATCH_KEY: [tuple(problem) for s in samples for problem in s.get("problems", ())],  # plain tuples:
             # Trainer's input preparation rebuilds sequences from generators, which namedtuples refuse
-        }
+        })
         batch = self.add_inpaint_masks(batch, available)
         if self.reference_frames:
             batch["clip_pixel_values"] = torch.stack([

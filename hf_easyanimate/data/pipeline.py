@@ -208,6 +208,65 @@ def build_eval_set(data_args, batch_size: int, seed: int = 0, frame_grid: FrameG
     return TrainData(meta, index, dataset, sampler, EasyAnimateCollator(config), dataset.problems)
 
 
+def _plan_settings(config: PlanConfig, batch_size: int, num_processes: int) -> dict:
+    grid = config.frame_grid
+    return {
+        "image_sample_size": config.image_sample_size,
+        "video_sample_size": config.video_sample_size,
+        "token_sample_size": config.token_sample_size,
+        "video_sample_n_frames": config.video_sample_n_frames,
+        "temporal_compression": grid.step,
+        "frame_grid": str(grid),
+        "enable_bucket": config.enable_bucket,
+        "random_hw_adapt": config.random_hw_adapt,
+        "training_with_video_token_length": config.training_with_video_token_length,
+        "batch_size": batch_size,
+        "num_processes": num_processes,
+    }
+
+
+def _random_sides(config: PlanConfig) -> dict:
+    """With --random_hw_adapt: the sides a batch may be drawn at, with their probabilities."""
+    if not (config.enable_bucket and config.random_hw_adapt):
+        return {}
+    image_ratios, image_odds = downsample_ratio_choices(
+        config.image_sample_size, [config.image_sample_size / config.video_sample_size]
+    )
+    sides = {"image_sides": [{"side": round(config.image_sample_size / r, 2), "probability": p}
+                             for r, p in zip(image_ratios, image_odds)]}
+    if not config.chooses_token_size:
+        video_ratios, video_odds = downsample_ratio_choices(config.video_sample_size)
+        sides["video_sides"] = [{"side": round(config.video_sample_size / r, 2), "probability": p}
+                                for r, p in zip(video_ratios, video_odds)]
+    return sides
+
+
+def _bucket_entry(index: SampleIndex, bucket: int, kind: str, ratio: str, count: int, config: PlanConfig,
+                  batch_size: int, remainder: str) -> dict:
+    """One bucket of the plan: its size, frames, samples and batches (and, with token-length training, its sizes)."""
+    base = config.image_sample_size if kind == "image" else config.video_sample_size
+    height, width = bucket_size(ratio, base) if config.enable_bucket else (base, base)
+    entry = {
+        "type": kind,
+        "ratio": ratio,
+        "height": height,
+        "width": width,
+        "frames": 1 if kind == "image" else frames_on_vae_grid(config.video_sample_n_frames, config.frame_grid),
+        "samples": int(count),
+        "batches_per_epoch": batches_per_epoch([count], batch_size, remainder),
+    }
+    lengths = index.num_frames[index.members(bucket)]
+    if kind == "video" and (lengths > 0).any():
+        entry["clips_with_known_length"] = int((lengths > 0).sum())
+        entry["shortest_clip_frames"] = int(lengths[lengths > 0].min())
+    if kind == "video" and config.chooses_token_size:
+        entry["sizes"] = []
+        for side, frames in config.frames_per_resolution().items():
+            side_h, side_w = bucket_size(ratio, config.video_sample_size, config.video_sample_size / side)
+            entry["sizes"].append({"side": side, "height": side_h, "width": side_w, "frames": frames})
+    return entry
+
+
 def bucket_plan(
     meta: MetadataTable | None,
     index: SampleIndex | None,
@@ -218,68 +277,20 @@ def bucket_plan(
     remainder: str = "drop",
 ) -> dict:
     """What a run would train on: per bucket its size(s), frames and sample count (``hf-easyanimate buckets``)."""
-    grid = config.frame_grid
-    video_frames = frames_on_vae_grid(config.video_sample_n_frames, grid)
     report: dict = {
         "metadata": meta.source if meta is not None else None,
-        "settings": {
-            "image_sample_size": config.image_sample_size,
-            "video_sample_size": config.video_sample_size,
-            "token_sample_size": config.token_sample_size,
-            "video_sample_n_frames": config.video_sample_n_frames,
-            "temporal_compression": grid.step,
-            "frame_grid": str(grid),
-            "enable_bucket": config.enable_bucket,
-            "random_hw_adapt": config.random_hw_adapt,
-            "training_with_video_token_length": config.training_with_video_token_length,
-            "batch_size": batch_size,
-            "num_processes": num_processes,
-        },
+        "settings": _plan_settings(config, batch_size, num_processes),
         "frames_per_resolution": (
             {str(side): frames for side, frames in config.frames_per_resolution().items()}
             if config.training_with_video_token_length else None
         ),
+        **_random_sides(config),
     }
-    if config.enable_bucket and config.random_hw_adapt:
-        image_ratios, image_odds = downsample_ratio_choices(
-            config.image_sample_size, [config.image_sample_size / config.video_sample_size]
-        )
-        video_ratios, video_odds = downsample_ratio_choices(config.video_sample_size)
-        report["image_sides"] = [
-            {"side": round(config.image_sample_size / r, 2), "probability": p} for r, p in zip(image_ratios, image_odds)
-        ]
-        if not config.chooses_token_size:
-            report["video_sides"] = [
-                {"side": round(config.video_sample_size / r, 2), "probability": p}
-                for r, p in zip(video_ratios, video_odds)
-            ]
     if index is None:
         return report
-    buckets = []
     counts = index.bucket_counts()
-    for bucket, ((kind, ratio), count) in enumerate(zip(index.bucket_keys, counts)):
-        base = config.image_sample_size if kind == "image" else config.video_sample_size
-        height, width = bucket_size(ratio, base) if config.enable_bucket else (base, base)
-        entry = {
-            "type": kind,
-            "ratio": ratio,
-            "height": height,
-            "width": width,
-            "frames": 1 if kind == "image" else video_frames,
-            "samples": int(count),
-            "batches_per_epoch": batches_per_epoch([count], batch_size, remainder),
-        }
-        members = index.members(bucket)
-        lengths = index.num_frames[members]
-        if kind == "video" and (lengths > 0).any():
-            entry["clips_with_known_length"] = int((lengths > 0).sum())
-            entry["shortest_clip_frames"] = int(lengths[lengths > 0].min())
-        if kind == "video" and config.chooses_token_size:
-            entry["sizes"] = []
-            for side, frames in config.frames_per_resolution().items():
-                side_h, side_w = bucket_size(ratio, config.video_sample_size, config.video_sample_size / side)
-                entry["sizes"].append({"side": side, "height": side_h, "width": side_w, "frames": frames})
-        buckets.append(entry)
+    buckets = [_bucket_entry(index, bucket, kind, ratio, count, config, batch_size, remainder)
+               for bucket, ((kind, ratio), count) in enumerate(zip(index.bucket_keys, counts))]
     summary = plan_summary(counts, batch_size, num_processes, remainder)
     report.update({
         "rows": len(meta) if meta is not None else None,

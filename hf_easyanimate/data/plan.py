@@ -13,15 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .buckets import (
+    ASPECT_RATIO_512,
     ASPECT_RATIO_RANDOM_CROP_PROB,
     RANDOM_CROP_KEYS,
     FrameGrid,
     as_frame_grid,
+    batch_tile_factor,
     bucket_size,
     downsample_ratio_choices,
     downscaled_size,
     frame_crop_choices,
     frames_for_token_length,
+    frames_on_vae_grid,
     frames_per_resolution,
     shared_token_lengths,
     token_size_candidates,
@@ -142,3 +145,42 @@ def plan_batch(
         token_frames=token_frames,
         entropy=tuple(int(e) for e in entropy),
     )
+
+
+@dataclass(frozen=True)
+class LargestBatch:
+    """The batch of a run with the most tokens (what decides its peak memory), and the token-length table."""
+
+    batch_size: int
+    frames: int
+    height: int
+    width: int
+    table: tuple[str, ...] = ()  # with --training_with_video_token_length: one line per side
+
+
+def largest_batch(config: PlanConfig, batch_size: int) -> LargestBatch:
+    """The (batch, frames, height, width) a run can train at once with the most latent tokens: over every bucket
+    shape the flags allow (ties go to the square one), images included, token-length tiling counted."""
+    grid = config.frame_grid
+
+    def tokens(frames: int, height: int, width: int) -> int:
+        return grid.latent_frames(frames) * (height // 16) * (width // 16)
+
+    def sizes(side: int) -> list[tuple[int, int]]:
+        if not config.enable_bucket:
+            return [(side, side)]
+        return [(side, side)] + [bucket_size(key, side) for key in ASPECT_RATIO_512]
+
+    candidates, table = [], []
+    if config.chooses_token_size:
+        for side, frames in config.frames_per_resolution().items():
+            tile = batch_tile_factor(config.video_sample_n_frames, config.token_sample_size, frames, side, side)
+            table.append(f"  {side}px: {frames} frames, {tokens(frames, side, side):,} tokens x batch "
+                         f"{batch_size * tile}")
+            candidates += [(batch_size * tile, frames, h, w) for h, w in sizes(side)]
+    else:
+        frames = frames_on_vae_grid(config.video_sample_n_frames, grid)
+        candidates += [(batch_size, frames, h, w) for h, w in sizes(config.video_sample_size)]
+    candidates += [(batch_size, 1, h, w) for h, w in sizes(config.image_sample_size)]
+    best = max(candidates, key=lambda c: c[0] * tokens(c[1], c[2], c[3]))
+    return LargestBatch(*best, table=tuple(table))

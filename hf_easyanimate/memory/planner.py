@@ -23,13 +23,9 @@ The prediction targets the steady-state step (after the first, when the optimize
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any
-from unittest import mock
 
 import torch
 
@@ -54,40 +50,13 @@ class PlannerError(ValueError):
 
 def find_transformer_config(model: str, revision: str | None = None, cache_dir: str | None = None) -> tuple[dict, str]:
     """(transformer config, where it came from): the folder, the Hub cache, then the packaged published configs."""
-    looked = []
-    local = os.path.join(model, "transformer", "config.json")
-    if os.path.isfile(local):
-        with open(local, encoding="utf-8") as handle:
-            return json.load(handle), local
-    looked.append(local)
-    from huggingface_hub import constants, try_to_load_from_cache
+    from ..models.checkpoint import CheckpointConfigNotFound, plan_checkpoint
 
-    if "/" in model and not os.path.exists(model):
-        cached = try_to_load_from_cache(model, "transformer/config.json", cache_dir=cache_dir, revision=revision)
-        if isinstance(cached, str):
-            with open(cached, encoding="utf-8") as handle:
-                return json.load(handle), f"Hub cache ({cached})"
-        looked.append(f"the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE})")
-    from ..configs import find_published
-
-    published = find_published(model)
-    if published is not None:
-        return dict(published.transformer), f"packaged config of {published.repo_id} ({published.source})"
-    looked.append("the published configs shipped with hf_easyanimate (hf_easyanimate/configs/published.json)")
-    raise PlannerError(f"no transformer config for {model!r}: looked in " + "; ".join(looked)
-                       + ". Download the checkpoint's configs once (`huggingface-cli download MODEL --include "
-                       "'*.json'`) or pass a local folder.")
-
-
-def transformer_block_count(model: str | None, revision: str | None = None, cache_dir: str | None = None) -> int | None:
-    """Blocks of the transformer the run trains (``num_layers``), when its config can be found; else None."""
-    if not model:
-        return None
     try:
-        config, _ = find_transformer_config(model, revision, cache_dir)
-    except PlannerError:
-        return None
-    return int(config["num_layers"]) if "num_layers" in config else None
+        checkpoint = plan_checkpoint(model, revision, cache_dir)
+    except CheckpointConfigNotFound as error:
+        raise PlannerError(str(error)) from None
+    return checkpoint.transformer_config, checkpoint.source
 
 
 # --- what the run uses ---------------------------------------------------------------------------------------------
@@ -187,6 +156,23 @@ def _fused_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal
     return _FusedAttention.apply(query, key, value)
 
 
+@contextlib.contextmanager
+def _fused_attention_everywhere():
+    """``scaled_dot_product_attention`` is :func:`_fused_attention` for the trace, on every thread.
+
+    Not a ``TorchFunctionMode``: modes are thread-local, and the checkpoint recompute of a traced backward runs inside
+    autograd's engine, where one does not reach (the recompute then meets the unfused attention and fails its
+    metadata check). The attribute is set back however the trace ends.
+    """
+    functional = torch.nn.functional
+    original = functional.scaled_dot_product_attention
+    functional.scaled_dot_product_attention = _fused_attention
+    try:
+        yield
+    finally:
+        functional.scaled_dot_product_attention = original
+
+
 def _meta_offload():
     """``save_on_cpu`` on the meta device: a saved tensor leaves the count until backward brings it back."""
 
@@ -202,21 +188,16 @@ def _meta_offload():
 
 def fake_prompt(transformer: torch.nn.Module, batch: int, text_tokens: int, dtype, device) -> dict:
     """Prompt embeddings of the transformer's text widths (their values do not matter for memory)."""
-    config = transformer.config
-    new = partial(torch.zeros, dtype=dtype, device=device)
-    ones = partial(torch.ones, dtype=torch.long, device=device)
-    if "text_len" in config:  # V4: BERT + T5 of fixed lengths
-        return {"encoder_hidden_states": new(batch, config["text_len"], config["cross_attention_dim"]),
-                "encoder_attention_mask": ones(batch, config["text_len"]),
-                "encoder_hidden_states_t5": new(batch, config["text_len_t5"], config["cross_attention_dim_t5"]),
-                "encoder_attention_mask_t5": ones(batch, config["text_len_t5"])}
-    if "caption_channels" in config:  # V2 / V3: T5
-        return {"encoder_hidden_states": new(batch, text_tokens, config["caption_channels"]),
-                "encoder_attention_mask": ones(batch, text_tokens)}
-    prompt = {"encoder_hidden_states": new(batch, text_tokens, config["text_embed_dim"])}
-    if config.get("text_embed_dim_t5"):
-        prompt["encoder_hidden_states_t5"] = new(batch, text_tokens, config["text_embed_dim_t5"])
-    return prompt
+    return _family(transformer).dummy_prompt(transformer.config, batch, text_tokens, dtype, device)
+
+
+def _family(transformer: torch.nn.Module):
+    from ..models.family import family_of
+
+    family = family_of({**transformer.config, "_class_name": type(transformer).__name__})  # the config drops it
+    if family is None:
+        raise PlannerError(f"{type(transformer).__name__} is not an EasyAnimate transformer")
+    return family
 
 
 def fake_inputs(transformer: torch.nn.Module, shape: RunShape, latent_channels: int, frame_grid, device="meta",
@@ -234,12 +215,8 @@ def fake_inputs(transformer: torch.nn.Module, shape: RunShape, latent_channels: 
         inpaint = torch.zeros((shape.batch_size, in_channels - latent_channels, frames, height, width), dtype=dtype,
                               device=device)
     reference = {}
-    tokens = getattr(transformer, "clip_tokens", None)
-    if tokens is not None and inpaint is not None and shape.train_mode == "inpaint":
-        features = (shape.batch_size, 768) if getattr(transformer, "reference_image_features", "") == "image_embeds" \
-            else (shape.batch_size, 256, int(transformer.config["projection_dim"]))
-        reference = {"clip_encoder_hidden_states": torch.zeros(features, dtype=dtype, device=device),
-                     "clip_attention_mask": torch.ones((shape.batch_size, tokens), dtype=dtype, device=device)}
+    if inpaint is not None and shape.train_mode == "inpaint":
+        reference = _family(transformer).dummy_reference(transformer, shape.batch_size, dtype, device)
     timesteps = torch.zeros(shape.batch_size, dtype=torch.float32, device=device)
     prompt = fake_prompt(transformer, shape.batch_size, shape.text_tokens, dtype, device)
     return transformer_inputs(transformer, noisy, timesteps, prompt, inpaint_latents=inpaint, **reference)
@@ -253,8 +230,7 @@ def step_peak(model: torch.nn.Module, inputs: dict, gradient_checkpointing: bool
         transformer.enable_gradient_checkpointing()
     else:
         transformer.disable_gradient_checkpointing()
-    attention = mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", _fused_attention) if meta \
-        else contextlib.nullcontext()
+    attention = _fused_attention_everywhere() if meta else contextlib.nullcontext()
     offload = (_meta_offload() if meta else torch.autograd.graph.save_on_cpu()) if activation_offload \
         else contextlib.nullcontext()
     with attention, LiveBytes() as counter:
@@ -287,6 +263,7 @@ class PlanContext:
     latent_channels: int
     frame_grid: Any
     encoder_bytes: int = 0
+    uniform_blocks: bool = False  # the family's forward is a plain loop over identical blocks
     _peaks: dict = field(default_factory=dict)
 
 
@@ -294,9 +271,12 @@ def build_context(config: dict, source: str, shape: RunShape, latent_channels: i
                   encoder_bytes: int = 0) -> PlanContext:
     from peft import LoraConfig, get_peft_model
 
-    from ..models.loading import transformer_from_config
+    from ..models.family import family_of
 
-    transformer = transformer_from_config(config).requires_grad_(False)
+    family = family_of(config)
+    if family is None:
+        raise PlannerError(f"{source}: {config.get('_class_name')!r} is not an EasyAnimate transformer")
+    transformer = family.transformer_skeleton(config).requires_grad_(False)
     _buffers_to_meta(transformer)  # empty-weight init leaves buffers (V2-V4 position tables) on the CPU
     torch.nn.Module.to(transformer, shape.weight_dtype)
     lora = _lora_parameters(transformer, shape.rank, shape.target_modules)
@@ -306,7 +286,7 @@ def build_context(config: dict, source: str, shape: RunShape, latent_channels: i
     for parameter in model.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
-    return PlanContext(config, source, model, lora, latent_channels, frame_grid, encoder_bytes)
+    return PlanContext(config, source, model, lora, latent_channels, frame_grid, encoder_bytes, family.uniform_blocks)
 
 
 def _buffers_to_meta(model: torch.nn.Module) -> None:
@@ -350,14 +330,14 @@ def plan(context: PlanContext, shape: RunShape) -> MemoryPlan:
     return MemoryPlan(parts, shape, tokens // (PATCH * PATCH), notes)
 
 
-LINEAR_DEPTH_CLASSES = ("EasyAnimateTransformer3DModel",)  # forward is a plain loop over identical blocks
 TRACED_DEPTHS = (3, 4)  # from 3 blocks on, each adds the same (2 -> 3 does not: the first block is special)
 
 
-def _uniform_blocks(base: torch.nn.Module) -> str | None:
-    """The name of ``base``'s block list when its peak grows linearly with depth (see the module docstring)."""
+def _uniform_blocks(base: torch.nn.Module, uniform: bool) -> str | None:
+    """The name of ``base``'s block list when its peak grows linearly with depth (see the module docstring):
+    ``uniform`` says the family's forward is a plain loop over its blocks; they must also be alike."""
     blocks = getattr(base, "transformer_blocks", None)
-    if type(base).__name__ not in LINEAR_DEPTH_CLASSES or not isinstance(blocks, torch.nn.ModuleList):
+    if not uniform or not isinstance(blocks, torch.nn.ModuleList):
         return None
     if len(blocks) <= TRACED_DEPTHS[-1]:
         return None
@@ -368,7 +348,7 @@ def _uniform_blocks(base: torch.nn.Module) -> str | None:
 def traced_peak(context: PlanContext, shape: RunShape, extrapolate: bool = True) -> int:
     """Peak bytes of one traced step of ``shape``; for uniform-depth models from two shallow traces."""
     base = _unwrap(context.model)
-    name = _uniform_blocks(base) if extrapolate else None
+    name = _uniform_blocks(base, context.uniform_blocks) if extrapolate else None
 
     def trace() -> int:
         inputs = fake_inputs(base, shape, context.latent_channels, context.frame_grid)
@@ -430,3 +410,9 @@ def format_table(plan_: MemoryPlan, budget: int | None = None) -> str:
 
 def storage_of(name: str | None) -> torch.dtype | None:
     return storage_dtype(name)
+
+
+def __getattr__(name: str):  # LINEAR_DEPTH_CLASSES, transformer_block_count of 0.1: the family and checkpoint say it
+    from ..utils.deprecation import moved_name
+
+    return moved_name(__name__, name)

@@ -161,19 +161,9 @@ class T5PromptEncoder:
 
 
 def build_prompt_encoder(components: Any, max_length: int = 256, use_attention_mask: bool | None = None):
-    """The prompt encoder for a loaded :class:`~hf_easyanimate.models.loading.EasyAnimateComponents`.
+    """The prompt encoder for loaded :class:`~hf_easyanimate.models.components.EasyAnimateComponents`: the family's.
 
-    ``use_attention_mask`` (V5 only) defaults to ``components.text_attention_mask``, resolved by the loader
+    ``use_attention_mask`` (BERT/T5 encoders) defaults to ``components.text_attention_mask``, resolved by the loader
     (False for V5 unless the original YAML given as ``--config_path`` says otherwise).
     """
-    if components.text_encoder_2 is None:
-        if getattr(components, "version", None) in ("v2", "v3"):
-            return T5PromptEncoder(components.tokenizer, components.text_encoder, max_length,
-                                   use_attention_mask=bool(components.text_attention_mask))
-        return PromptEncoder(components.tokenizer, components.text_encoder, max_length)
-    if use_attention_mask is None:
-        use_attention_mask = bool(getattr(components, "text_attention_mask", False))
-    return DualPromptEncoder(
-        components.tokenizer, components.text_encoder, components.tokenizer_2, components.text_encoder_2,
-        max_length=max_length, use_attention_mask=use_attention_mask,
-    )
+    return components.family.prompt_encoder(components, max_length, use_attention_mask)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import torch
 
 from ..data.buckets import FrameGrid
+from ..utils.deprecation import moved_name
 
 
 @torch.no_grad()
@@ -54,25 +52,6 @@ def sample_posterior(mean: torch.Tensor, std: torch.Tensor, mini_batch: int, sca
     return torch.cat(chunks) * scaling_factor
 
 
-def temporal_latents(frames: int, downsamples: int) -> int:
-    """Latent frames of a chunk of ``frames`` after ``downsamples`` stride-2 convolutions in time (kernel 3, padded
-    by 2 in total): each halves ``n`` to ``(n - 1) // 2 + 1``, so 8 -> 2 and 9 -> 3 after two."""
-    for _ in range(downsamples):
-        frames = (frames - 1) // 2 + 1
-    return frames
-
-
-def legacy_frame_grid(config) -> FrameGrid:
-    """The frame grid of a V2-V4 MagVIT from its config: chunks of ``mini_batch_encoder`` frames, each giving
-    ``temporal_latents(chunk, temporal downsamplers)`` latent frames."""
-    from .legacy.vae import temporal_downsamples
-
-    get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
-    step = int(get("mini_batch_encoder", 9))
-    return FrameGrid(step, plus_one=False, latents_per_step=temporal_latents(step, temporal_downsamples(
-        get("down_block_types"))))
-
-
 def frame_grid(vae: torch.nn.Module) -> FrameGrid:
     """The frame grid of a loaded VAE: its own (the V2-V4 port says it), else diffusers' V5 MagVIT (4n + 1)."""
     own = getattr(vae, "frame_grid", None)
@@ -81,18 +60,5 @@ def frame_grid(vae: torch.nn.Module) -> FrameGrid:
     return FrameGrid(int(getattr(vae, "temporal_compression_ratio", 4)))
 
 
-def local_frame_grid(path: str | None) -> FrameGrid | None:
-    """The grid of a V2-V4 model folder on disk, from ``vae/config.json``; None for another model or no folder."""
-    from .legacy import version_of_config
-
-    if not path:
-        return None
-    try:
-        with open(os.path.join(path, "transformer", "config.json"), encoding="utf-8") as handle:
-            legacy = version_of_config(json.load(handle)) is not None
-        if not legacy:
-            return None
-        with open(os.path.join(path, "vae", "config.json"), encoding="utf-8") as handle:
-            return legacy_frame_grid(json.load(handle))
-    except (OSError, ValueError):
-        return None
+def __getattr__(name: str):  # legacy_frame_grid, temporal_latents: V2-V4 arithmetic, now beside the V2-V4 VAE
+    return moved_name(__name__, name)

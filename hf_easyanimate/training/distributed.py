@@ -1,13 +1,6 @@
-"""How a launch (torchrun, ``accelerate launch``, DeepSpeed) becomes Trainer's process group.
+"""What the distributed engine wraps and optimises (``--report_model_info``), and the ZeRO-2 config of the seed.
 
-Trainer handles GPUs; two launches go wrong without help on machines that have none (CI, laptops):
-
-* ``torchrun --nproc_per_node N`` without ``--use_cpu``: accelerate initialises a gloo group but reports
-  "not distributed", so every rank silently trains alone. We switch such runs to CPU DDP (gloo).
-* DeepSpeed: ``TrainingArguments`` does not pass a backend when DeepSpeed is on, and accelerate then
-  counts one process. We give it gloo so ZeRO-2 sees the real world size.
-
-Everything else (GPU launches) goes through Trainer untouched.
+How a launch becomes Trainer's process group is :mod:`hf_easyanimate.config.launch`.
 """
 
 from __future__ import annotations
@@ -40,63 +33,6 @@ ZERO2_CONFIG: dict[str, Any] = {
         "reduce_bucket_size": 500_000_000,
     },
 }
-
-
-def launched_world_size() -> int:
-    """Number of processes the launcher started (1 for a plain ``python -m``)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def has_accelerator() -> bool:
-    """True if a device that Trainer would use for distributed training is present."""
-    if torch.cuda.is_available():
-        return True
-    xpu = getattr(torch, "xpu", None)
-    return bool(xpu is not None and xpu.is_available())
-
-
-def launcher_deepspeed_config() -> str | None:
-    """The config file ``accelerate launch --use_deepspeed --deepspeed_config_file X`` handed to us, if any."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
-        return None
-    return os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") or ""
-
-
-def deepspeed_configured(deepspeed: str | dict | None) -> bool:
-    """DeepSpeed is on if Trainer got a config (``--deepspeed``) or the launcher enabled it."""
-    return bool(deepspeed) or launcher_deepspeed_config() is not None
-
-
-def needs_cpu_process_group() -> bool:
-    """Several processes were launched but there is no GPU: they must talk over gloo on CPU."""
-    return launched_world_size() > 1 and not has_accelerator()
-
-
-def single_process_cpu_launch() -> str | None:
-    """``accelerate launch --cpu --num_processes N`` starts ONE process (its simple launcher); say so.
-
-    accelerate then sets ``MASTER_ADDR`` (it was asked for several processes) but no ``WORLD_SIZE``.
-    """
-    cpu = os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true"
-    if cpu and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
-        return (
-            "accelerate launch --cpu with --num_processes > 1 started a single process (accelerate's --cpu is "
-            "one process; its --multi_cpu mode is only reachable through `accelerate config`). For N CPU processes "
-            "use `accelerate launch --multi_gpu --num_processes N` (without a GPU it starts N CPU processes) or "
-            "`torchrun --nproc_per_node N -m hf_easyanimate.train ...`."
-        )
-    return None
-
-
-def same_file(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def load_deepspeed_config(config: str | dict) -> dict:
-    if isinstance(config, dict):
-        return config
-    with open(config, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def describe_engine(trainer: Any) -> dict[str, Any]:
@@ -170,3 +106,9 @@ class EngineReport(TrainerCallback):
                 report["frozen_encoders_inside_wrapper"] or "none", report["gradient_checkpointing"],
             )
         return control
+
+
+def __getattr__(name: str):  # the launch helpers of 0.1 (launched_world_size, ...), now in config/launch.py
+    from ..utils.deprecation import moved_name
+
+    return moved_name(__name__, name)

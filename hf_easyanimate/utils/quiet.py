@@ -3,7 +3,8 @@
 * DeepSpeed prints "Setting accelerator to CPU ..." the moment anything imports it, and accelerate imports it
   whenever it unwraps a model, so every run on a GPU-less machine printed it even without DeepSpeed.
 * diffusers warns that ``cache_mag_vae`` (and the other mode keys the original EasyAnimate VAE configs carry) "will
-  be ignored": every real V5/V5.1 checkpoint has them, and they describe what diffusers' class does anyway.
+  be ignored": every real V5/V5.1 checkpoint has them, and they describe what diffusers' class does anyway. The model
+  families register such keys (:func:`register_benign_config_keys`); this module names no model.
 * Processes other than the main one print errors only (their notices repeat rank 0's), from the start of the
   process: the argument checks run before Trainer's per-process log levels exist.
 
@@ -18,9 +19,8 @@ import os
 import re
 import warnings
 
-# Keys of the original EasyAnimate VAE configs that diffusers' AutoencoderKLMagvit does not declare.
-BENIGN_VAE_KEYS = frozenset({"cache_mag_vae", "cache_compression_vae", "slice_compression_vae", "slice_mag_vae",
-                             "mini_batch_encoder", "mini_batch_decoder"})
+# class name -> config keys whose "were passed to X, but are not expected" notice says nothing a user can act on
+BENIGN_CONFIG_KEYS: dict[str, frozenset[str]] = {}
 _CONFIG_WARNING = re.compile(r"The config attributes \{(.*)\} were passed to (\w+), but are not expected")
 _KEY = re.compile(r"'(\w+)':")
 _STATE = {"installed": False, "deepspeed_in_use": False}
@@ -39,13 +39,18 @@ class _DeepSpeedBanner(logging.Filter):
         return deepspeed_in_use() or not str(record.getMessage()).startswith("Setting accelerator to CPU")
 
 
+def register_benign_config_keys(class_name: str, keys: set[str]) -> None:
+    """Config keys of ``class_name`` whose "will be ignored" notice is dropped once :func:`install` ran."""
+    BENIGN_CONFIG_KEYS[class_name] = BENIGN_CONFIG_KEYS.get(class_name, frozenset()) | frozenset(keys)
+
+
 class _BenignConfigKeys(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         match = _CONFIG_WARNING.search(str(record.getMessage()))
-        if match is None or match.group(2) != "AutoencoderKLMagvit":
+        if match is None or match.group(2) not in BENIGN_CONFIG_KEYS:
             return True
         keys = set(_KEY.findall(match.group(1)))
-        return not keys or not keys <= BENIGN_VAE_KEYS
+        return not keys or not keys <= BENIGN_CONFIG_KEYS[match.group(2)]
 
 
 def process_rank() -> int:

@@ -159,17 +159,19 @@ def load_legacy_transformer(
     latent_channels: int = 4,
     yaml_kwargs: dict[str, Any] | None = None,
     weights: bool = True,
+    config: dict | None = None,
 ) -> torch.nn.Module:
     """The V2-V4 transformer of ``folder`` (a ``transformer/`` directory), checked key by key.
 
     ``yaml_kwargs`` are the original YAML's ``transformer_additional_kwargs``, applied over ``config.json`` as the
     original's ``from_pretrained_2d`` applies them. ``--train_mode inpaint`` on a text-to-video checkpoint widens
-    the input to noisy + mask + masked-video latents; the extra input channels start at zero.
+    the input to noisy + mask + masked-video latents; the extra input channels start at zero. ``config``: the
+    folder's ``config.json`` when the caller read it already.
     """
     from accelerate import init_empty_weights
 
     config_file = os.path.join(folder, "config.json")
-    raw = read_json(config_file)
+    raw = read_json(config_file) if config is None else config
     cls = TRANSFORMER_CLASSES[raw["_class_name"]]
     config = constructor_config(cls, {**raw, **(yaml_kwargs or {})}, config_file)
     widened = train_mode == "inpaint" and config.get("in_channels") == latent_channels

@@ -29,6 +29,8 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ...data.buckets import FrameGrid
+
 ACTIVATIONS = {"silu": nn.SiLU, "swish": nn.SiLU, "elu": nn.ELU, "mish": nn.Mish, "gelu": nn.GELU, "relu": nn.ReLU}
 CAUSAL, SYMMETRIC = "causal", "symmetric"  # temporal padding of a chunk (see the module docstring)
 
@@ -278,6 +280,23 @@ def _as_list(value):
     return list(ast.literal_eval(value)) if isinstance(value, str) else (list(value) if value is not None else None)
 
 
+def temporal_latents(frames: int, downsamples: int) -> int:
+    """Latent frames of a chunk of ``frames`` after ``downsamples`` stride-2 convolutions in time (kernel 3, padded
+    by 2 in total): each halves ``n`` to ``(n - 1) // 2 + 1``, so 8 -> 2 and 9 -> 3 after two."""
+    for _ in range(downsamples):
+        frames = (frames - 1) // 2 + 1
+    return frames
+
+
+def legacy_frame_grid(config) -> FrameGrid:
+    """The frame grid of a V2-V4 MagVIT from its config: chunks of ``mini_batch_encoder`` frames, each giving
+    ``temporal_latents(chunk, temporal downsamplers)`` latent frames."""
+    get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    step = int(get("mini_batch_encoder", 9))
+    return FrameGrid(step, plus_one=False,
+                     latents_per_step=temporal_latents(step, temporal_downsamples(get("down_block_types"))))
+
+
 class LegacyMagvitVAE(ModelMixin, ConfigMixin):
     """EasyAnimate V2-V4 ``AutoencoderKLMagvit`` (encoder and ``quant_conv``); ``encode(x).latent_dist`` as diffusers.
 
@@ -340,8 +359,6 @@ class LegacyMagvitVAE(ModelMixin, ConfigMixin):
     @property
     def frame_grid(self):
         """Frame counts are multiples of the chunk (``mini_batch_encoder``), as the original buckets them."""
-        from ..vae import legacy_frame_grid
-
         return legacy_frame_grid(self.config)
 
     @property
