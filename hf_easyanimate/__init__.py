@@ -10,7 +10,7 @@ from typing import Any
 
 from .utils import deprecation
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 deprecation.install()  # the 0.1 import paths (hf_easyanimate.args, .parser, ...) forward here for one release
 
 # name -> module, or (module, attribute) where the public name differs.

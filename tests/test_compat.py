@@ -264,3 +264,13 @@ def test_no_old_path_is_also_a_real_module():
     shadowed = [name for name in deprecation.MOVED if importlib.machinery.PathFinder.find_spec(
         name, [os.path.join(REPO_ROOT, *name.split(".")[:-1])]) is not None]
     assert shadowed == []
+
+
+def test_the_console_script_and_python_m_print_no_deprecation_warning(tmp_path):
+    """Importing an entry module's names (the console script does ``from hf_easyanimate.cli import main``) looks up
+    ``__path__`` and friends: those must not reach the forwarding of moved names."""
+    for code in ("from hf_easyanimate.cli import main", "from hf_easyanimate.train import main",
+                 "import hf_easyanimate.models.loading, hf_easyanimate.testing, hf_easyanimate.training.distributed"):
+        result = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                                cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": REPO_ROOT}, timeout=120)
+        assert result.returncode == 0 and "DeprecationWarning" not in result.stderr, (code, result.stderr)

@@ -177,7 +177,12 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def moved_name(module: str, attribute: str):
-    """For an entry module's ``__getattr__``: a name that moved away from it, with the deprecation warning."""
+    """For an entry module's ``__getattr__``: a name that moved away from it, with the deprecation warning.
+
+    Dunder names are never forwarded: the import system asks modules for ``__path__`` and the like, which must stay
+    plain AttributeErrors (``from hf_easyanimate.cli import main`` would warn otherwise)."""
+    if attribute.startswith("__"):
+        raise AttributeError(f"module {module!r} has no attribute {attribute!r}")
     where, value = locate(module, MOVED_NAMES[module], attribute)
     warn_moved(f"{module}.{attribute}", where)
     return value
