@@ -1,24 +1,35 @@
-"""Shared set-up of the tiny-model benchmarks: a tiny V5.1 repo, demo clips, a filled latent cache, step timing."""
+"""Shared set-up of the benchmarks: a tiny V5.1 repo, demo clips, a fresh output folder per run, step timing, the
+``--smoke`` mode and the ``ratio ...`` lines every benchmark ends with (``tests/test_bench.py`` runs them all)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import tempfile
 import time
 
+from _report import SMOKE_HELP, ratio  # noqa: F401  (re-exported for the benchmarks)
 from transformers import TrainerCallback
 
 from hf_easyanimate.testing import make_demo_data, make_tiny_model
+from hf_easyanimate.utils import quiet
 
 RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "tiny", "cpu_demo.yaml")
 
 
 def prepare(folder: str, videos: int = 16, images: int = 0) -> tuple[str, str]:
-    """(tiny model folder, metadata.json) under ``folder``; videos only, so every batch has one shape."""
+    """(tiny model folder, metadata.json) under ``folder``; videos only, so every batch has one shape. Third-party
+    notices that say nothing to act on are filtered as the command line filters them."""
+    quiet.install()
     model = make_tiny_model(os.path.join(folder, "model"))
     meta = make_demo_data(os.path.join(folder, "data"), videos=videos, images=images)
     return model, meta
+
+
+def fresh_dir(parent: str, name: str = "out") -> str:
+    """A new, empty folder under ``parent`` for one run: a training run refuses an --output_dir holding another."""
+    return tempfile.mkdtemp(prefix=f"{name}-", dir=parent)
 
 
 def argv(model: str, meta: str, out: str, steps: int, *extra: str) -> list[str]:
@@ -59,12 +70,17 @@ def quiet_threads() -> None:
     torch.set_num_threads(1)
 
 
-def step_bench_options(description: str) -> argparse.Namespace:
-    """``--steps/--warmup/--rounds`` of the step-time benchmarks, parsed, with the threads quietened."""
+def step_bench_options(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """``--steps/--warmup/--rounds/--videos/--smoke`` of the step-time benchmarks, parsed, with the threads quietened.
+    ``--smoke``: 4 steps, 1 warm-up, 1 round, 4 clips."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args()
+    parser.add_argument("--videos", type=int, default=16, help="demo clips in the data set")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    options = parser.parse_args(argv)
+    if options.smoke:
+        options.steps, options.warmup, options.rounds, options.videos = 4, 1, 1, 4
     quiet_threads()
     return options

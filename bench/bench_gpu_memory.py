@@ -22,11 +22,15 @@ same model and shape (weights + LoRA state + activations; the CUDA workspace res
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import SMOKE_HELP, ratio  # noqa: E402
 
 GIB = 1024**3
 
@@ -100,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=8, help="MMDiT blocks of the real V5.1 width (8+)")
     parser.add_argument("--gpu_memory_gb", type=float, default=24.0, help="cap the process at this much GPU memory")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (after one warm-up)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP + " (8 blocks, 1 step)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.layers, args.steps = 8, 1
     if not torch.cuda.is_available():
         print("bench_gpu_memory: no CUDA device; this benchmark measures GPU memory and needs one "
               "(docs/benchmarks.md says when it last ran)")
@@ -114,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPU {torch.cuda.get_device_name(0)} ({total / GIB:.0f} GiB), capped at {args.gpu_memory_gb:g} GiB "
           f"(fraction {fraction:.3f}); {args.layers} blocks of the V5.1 width, 512x512x49, LoRA rank 128"
           + ("" if eight_bit else "; bitsandbytes missing: the 24 GB variant uses AdamW"))
+    peaks = {}
     variants = [("plain (bf16, AdamW, checkpointing)", dict(fp8=False, eight_bit=False, offload=False, swap=0)),
                 ("24 GB recipe (fp8, 8-bit AdamW, offload, swap)",
                  dict(fp8=True, eight_bit=eight_bit, offload=True, swap=max(1, args.layers // 4)))]
@@ -126,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{name}: {result['step_s']:.2f} s/step, peak {result['peak'] / GIB:.2f} GiB allocated, planner "
               f"{result['predicted'] / GIB:.2f} GiB ({100 * (result['predicted'] - result['peak']) / result['peak']:+.1f}%)")
+        peaks[name] = result
+        ratio(f"planner / measured peak, {name}", result["predicted"] / result["peak"])
+    if len(peaks) == 2:
+        plain, small = peaks.values()
+        ratio("peak, 24 GB recipe / plain", small["peak"] / plain["peak"])
     return 0
 
 

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import SMOKE_HELP, ratio  # noqa: E402
 
 V51 = {
     "num_attention_heads": 48,
@@ -122,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=3, default=[512, 512, 49], metavar=("H", "W", "FRAMES"))
     parser.add_argument("--target_layers", type=int, default=48)
     parser.add_argument("--device", default="cuda", help="'cpu' only to smoke-test the script (no memory figures)")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP + " (depths 2 and 3, 1 step, 128x128x9)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.layers, args.steps, args.size = [2, 3], 1, [128, 128, 9]
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_gpu_step: needs a CUDA GPU (none found); nothing measured.")
         return 0
@@ -139,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             f"time ratio {with_ckpt['median_s'] / without['median_s']:.2f}, "
             f"memory ratio {with_ckpt['peak_gib'] / without['peak_gib']:.2f} | LoRA params {with_ckpt['lora_parameters']:,}"
         )
+        ratio(f"step time, checkpointing / without ({layers} layers)", with_ckpt["median_s"] / without["median_s"])
     if len(rows) >= 2:
         depths = [row["layers"] for row in rows]
         time_a, time_b = linear_fit(depths, [row["median_s"] for row in rows])

@@ -1,6 +1,6 @@
 """Steady-state step time with the latent cache vs without, and a cached step vs transformer-only fwd+bwd.
 
-    python bench/cache_step.py [--steps 40] [--warmup 8] [--rounds 3]
+    python bench/cache_step.py [--steps 40] [--warmup 8] [--rounds 3] [--smoke]
 
 The tiny V5.1 model on the demo clips (64 px, 9 frames, batch 2, the cpu_demo recipe with augmentation off).
 "uncached" runs the VAE and text encoder every step; "cached" reads `hf-easyanimate precompute`'s entries;
@@ -18,7 +18,7 @@ import tempfile
 import time
 
 import torch
-from _tiny import StepTimer, argv, prepare, step_bench_options
+from _tiny import StepTimer, argv, fresh_dir, prepare, ratio, step_bench_options
 
 from hf_easyanimate.assembly import run
 from hf_easyanimate.commands.precompute import main as precompute_main
@@ -58,31 +58,34 @@ def transformer_only(trainer, steps: int, warmup: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    options = step_bench_options('Steady-state step time with the latent cache vs without, and a cached step vs transformer-only fwd+bwd.')
+    options = step_bench_options("Steady-state step time with the latent cache vs without, and a cached step vs "
+                                 "transformer-only fwd+bwd.")
     with tempfile.TemporaryDirectory() as folder:
-        model, meta = prepare(folder)
+        model, meta = prepare(folder, videos=options.videos)
         cache = os.path.join(folder, "latents")
-        out = os.path.join(folder, "out")
         started = time.perf_counter()
-        precompute_main(argv(model, meta, out, 1, "--latent_cache_dir", cache))
+        precompute_main(argv(model, meta, fresh_dir(folder), 1, "--latent_cache_dir", cache))
         precompute_s = time.perf_counter() - started
         results: dict[str, list[tuple[float, float]]] = {"uncached": [], "cached": [], "transformer only": []}
-        for _ in range(options.rounds):
-            step, _ = trainer_step(argv(model, meta, out, options.steps), options.warmup)
+        for _ in range(options.rounds):  # each run trains into a fresh --output_dir
+            step, _ = trainer_step(argv(model, meta, fresh_dir(folder), options.steps), options.warmup)
             results["uncached"].append(step)
-            step, trainer = trainer_step(argv(model, meta, out, options.steps, "--latent_cache_dir", cache),
-                                         options.warmup)
+            step, trainer = trainer_step(argv(model, meta, fresh_dir(folder), options.steps, "--latent_cache_dir",
+                                              cache), options.warmup)
             results["cached"].append(step)
             results["transformer only"].append(transformer_only(trainer, options.steps, options.warmup))
     medians = {name: [statistics.median(v[i] for v in values) * 1000 for i in (0, 1)]
                for name, values in results.items()}
-    print(f"precompute (tiny model, 16 clips, one process): {precompute_s:.1f} s")
+    print(f"precompute (tiny model, {options.videos} clips, one process): {precompute_s:.1f} s")
     print(f"{'':<18}{'wall ms/step':>14}{'CPU ms/step':>14}")
     for name, (wall, cpu) in medians.items():
         print(f"{name:<18}{wall:>14.1f}{cpu:>14.1f}")
     u, c, t = medians["uncached"], medians["cached"], medians["transformer only"]
-    print(f"uncached / cached         {u[0] / c[0]:>9.2f}x{u[1] / c[1]:>13.2f}x")
-    print(f"cached / transformer only {c[0] / t[0]:>9.2f}x{c[1] / t[1]:>13.2f}x  (target <= 1.10)")
+    ratio("uncached / cached, wall", u[0] / c[0])
+    ratio("uncached / cached, CPU", u[1] / c[1])
+    ratio("cached / transformer only, wall", c[0] / t[0])
+    ratio("cached / transformer only, CPU", c[1] / t[1], "(target <= 1.10)")
+
 
 if __name__ == "__main__":
     main()

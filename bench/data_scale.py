@@ -1,6 +1,6 @@
 """Scale of the data side: load + check + index + bucket + plan one epoch of a 100k and a 1M-row metadata file.
 
-    python bench/data_scale.py [--rows 100000 1000000] [--batch_size 8] [--runs 1]
+    python bench/data_scale.py [--rows 100000 1000000] [--batch_size 8] [--runs 1] [--smoke]
 
 Each measurement runs in a fresh process (so peak RSS is that run's own) with an empty `datasets` cache
 ("cold": JSON list -> JSON Lines -> Arrow, then every check), then again with the caches warm (a restart).
@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from _report import SMOKE_HELP, ratio
 
 CAPTION = ("A group of young men in colourful jerseys play football on a sunny field near the sea while the "
            "camera pans slowly from left to right, clip {i}")
@@ -100,7 +102,10 @@ def main() -> None:
     parser.add_argument("--no_direct", action="store_true", help="Skip the plain `datasets` JSON-list load.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--direct", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    if args.smoke:  # 1k and 2k rows, once, without the plain `datasets` comparison
+        args.rows, args.runs, args.no_direct = [1_000, 2_000], 1, True
     if args.child:
         print(json.dumps(measure_direct(args.child) if args.direct else measure(args.child, args.batch_size)))
         return
@@ -138,7 +143,8 @@ def main() -> None:
             t_large = statistics.median(r["total_s"] for r in results[large][position])
             m_small = statistics.median(r["peak_rss_mib"] for r in results[small][position])
             m_large = statistics.median(r["peak_rss_mib"] for r in results[large][position])
-            print(f"{phase}: {large // small}x rows -> time x{t_large / t_small:.2f}, peak RSS x{m_large / m_small:.2f}")
+            ratio(f"time, {large // small}x rows ({phase})", t_large / t_small)
+            ratio(f"peak RSS, {large // small}x rows ({phase})", m_large / m_small)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Clips per second of dataset + collator (2 dataloader workers), against a naive reader, side by side.
 
-    python bench/data_throughput.py [--videos 16] [--epochs 6] [--repeats 3] [--workers 2]
+    python bench/data_throughput.py [--videos 16] [--epochs 6] [--repeats 3] [--workers 2] [--smoke]
 
 Two clip sets: the demo mp4s (`hf-easyanimate make-demo-data`: 24-48 frames, 64-112 px, one keyframe), and
 longer clips closer to real footage (240 frames at 256x256, a keyframe every 30 frames, 49 frames at
@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+from _report import SMOKE_HELP, ratio
 
 from hf_easyanimate.config import DataArguments
 from hf_easyanimate.data import EasyAnimateDataset, build_train_data
@@ -106,13 +107,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--stride", type=int, default=2)
     parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--long_side", type=int, default=256, help="side of the long clips, pixels")
+    parser.add_argument("--long_frames", type=int, default=240, help="frames of each long clip")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    if args.smoke:  # 2 short clips per set, one epoch, one round, no workers
+        args.videos, args.epochs, args.repeats, args.workers, args.long_side, args.long_frames = 2, 1, 1, 0, 64, 60
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         demo = make_demo_data(os.path.join(folder, "demo"), videos=args.videos, images=0, seed=1)
-        long = write_long_clips(folder, args.videos)
+        long = write_long_clips(folder, args.videos, frames=args.long_frames, side=args.long_side)
         compare("demo mp4s", demo, 64, args.stride, args.frames, args)
-        compare("long clips", long, 256, 3, 49, args)
+        compare("long clips", long, args.long_side, 3, 49, args)
 
 
 def compare(label: str, meta: str, size: int, stride: int, frames: int, args) -> None:
@@ -135,7 +141,7 @@ def compare(label: str, meta: str, size: int, stride: int, frames: int, args) ->
           f"runs {[round(v, 1) for v in ours]}")
     print(f"  naive reader (decodes every frame):        {statistics.median(theirs):7.1f} clips/s  "
           f"runs {[round(v, 1) for v in theirs]}")
-    print(f"  ratio ours / naive: {statistics.median(ours) / statistics.median(theirs):.2f}x")
+    ratio(f"ours / naive ({label})", statistics.median(ours) / statistics.median(theirs))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Memory: peak RSS of a tiny CPU run (cached vs uncached), and an analytic accelerator-memory table for the
 real V5.1 12B LoRA run at 512x512x49, 768x768x21 and 1024x1024x13.
 
-    python bench/memory.py [--steps 20]
+    python bench/memory.py [--steps 20] [--smoke]
 
 The tiny runs each happen in a fresh interpreter (``ru_maxrss`` is per process). The table is arithmetic
 (printed as markdown), with the assumptions stated beside it in docs/benchmarks.md.
@@ -15,6 +15,9 @@ import resource
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import SMOKE_HELP, ratio  # noqa: E402
 
 GIB = 2**30
 # V5.1 12B transformer (counted from diffusers' EasyAnimateTransformer3DModel on the meta device, issue 6).
@@ -52,7 +55,6 @@ def table() -> list[dict]:
 
 
 def child(steps: int, cached: bool) -> None:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _tiny import argv, prepare
 
     from hf_easyanimate.assembly import run
@@ -79,7 +81,10 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     options = parser.parse_args()
+    if options.smoke:
+        options.steps = 2
     peaks = {}
     for mode in ("uncached", "cached"):
         out = subprocess.run([sys.executable, __file__, "--child", str(options.steps), mode], capture_output=True,
@@ -89,6 +94,7 @@ def main() -> None:
     print(f"{'tiny run, ' + str(options.steps) + ' steps':<24}{'RSS before run MiB':>20}{'peak RSS MiB':>14}")
     for mode, (before, peak) in peaks.items():
         print(f"{mode:<24}{before:>20.0f}{peak:>14.0f}")
+    ratio("peak RSS uncached / cached", peaks["uncached"][1] / peaks["cached"][1])
     print()
     print("| size | tokens | weights bf16 | LoRA fp32 | LoRA grads | AdamW m,v | activations (ckpt) | activations "
           "(no ckpt) | total ckpt, cached | total no ckpt, cached | total ckpt + resident Qwen2-VL |")

@@ -1,6 +1,6 @@
 """Step time of ``EasyAnimateTrainer`` vs a bare PyTorch loop: same tiny model, batches, loss and optimizer.
 
-    python bench/trainer_overhead.py [--steps 40] [--warmup 8] [--rounds 3]
+    python bench/trainer_overhead.py [--steps 40] [--warmup 8] [--rounds 3] [--smoke]
 
 Both read the latent cache (so the step is the transformer, not the VAE, and any loop overhead shows) with
 the cpu_demo recipe (batch 2, augmentation off). The bare loop: a plain ``DataLoader`` over the same dataset,
@@ -19,7 +19,7 @@ import tempfile
 import time
 
 import torch
-from _tiny import StepTimer, argv, prepare, step_bench_options
+from _tiny import StepTimer, argv, fresh_dir, prepare, ratio, step_bench_options
 from torch.utils.data import DataLoader
 
 from hf_easyanimate.assembly import build_cached_training_data, build_lora_model, build_objective, run
@@ -73,25 +73,31 @@ def bare_step(args_list: list[str], steps: int, warmup: int) -> tuple[float, flo
 
 
 def main() -> None:
-    options = step_bench_options('Step time of ``EasyAnimateTrainer`` vs a bare PyTorch loop: same tiny model, batches, loss and optimizer.')
+    options = step_bench_options("Step time of EasyAnimateTrainer vs a bare PyTorch loop: same tiny model, batches, "
+                                 "loss and optimizer.")
     with tempfile.TemporaryDirectory() as folder:
-        model, meta = prepare(folder)
+        model, meta = prepare(folder, videos=options.videos)
         cache = os.path.join(folder, "latents")
-        flags = argv(model, meta, os.path.join(folder, "out"), options.steps, "--latent_cache_dir", cache)
-        precompute_main(flags)
+
+        def flags() -> list[str]:  # a fresh --output_dir per run: a run refuses a folder holding another one
+            return argv(model, meta, fresh_dir(folder), options.steps, "--latent_cache_dir", cache)
+
+        precompute_main(flags())
         trainer, bare = [], []
         for _ in range(options.rounds):
-            trainer.append(trainer_step(flags, options.warmup))
-            bare.append(bare_step(flags, options.steps, options.warmup))
+            trainer.append(trainer_step(flags(), options.warmup))
+            bare.append(bare_step(flags(), options.steps, options.warmup))
     print(f"{'':<24}{'wall ms/step':>14}{'CPU ms/step':>14}")
     medians = {}
     for name, values in (("EasyAnimateTrainer", trainer), ("bare PyTorch loop", bare)):
         medians[name] = [statistics.median(v[i] for v in values) * 1000 for i in (0, 1)]
         print(f"{name:<24}{medians[name][0]:>14.1f}{medians[name][1]:>14.1f}")
     t, b = medians["EasyAnimateTrainer"], medians["bare PyTorch loop"]
-    print(f"trainer / bare          {t[0] / b[0]:>13.3f}x{t[1] / b[1]:>13.3f}x  (target <= 1.05)")
+    ratio("trainer / bare, wall", t[0] / b[0])
+    ratio("trainer / bare, CPU", t[1] / b[1], "(target <= 1.05)")
     print("per round CPU ms (trainer, bare): "
           + ", ".join(f"({x[1] * 1000:.1f}, {y[1] * 1000:.1f})" for x, y in zip(trainer, bare)))
+
 
 if __name__ == "__main__":
     main()
