@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import uuid
 
@@ -17,6 +18,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..utils.atomic import atomic_path
+from ..utils.files import safetensors_problem
+
+logger = logging.getLogger(__name__)
 
 SHARD_GLOB = "*.safetensors"
 _INFO = "entries"
@@ -30,21 +34,44 @@ class LatentCache:
         self._where: dict[str, str] = {}
         self._info: dict[str, dict] = {}
         self._handles: dict[str, object] = {}
+        self.damaged: dict[str, str] = {}  # shard -> what is wrong with it
         self.refresh()
 
     def refresh(self) -> None:
-        """Index every complete shard (headers only)."""
+        """Index every complete shard (headers only). A damaged shard (truncated, overwritten) is left out with one
+        warning naming it: its entries count as missing, which ``precompute`` encodes again."""
         for path in sorted(glob.glob(os.path.join(self.directory, SHARD_GLOB))):
-            if path in self._where.values():
+            if path in self._where.values() or path in self.damaged:
                 continue
-            with safe_open(path, framework="pt") as shard:
-                info = json.loads((shard.metadata() or {}).get(_INFO, "{}"))
+            problem = safetensors_problem(path)
+            info = None
+            if problem is None:
+                with safe_open(path, framework="pt") as shard:
+                    try:
+                        info = json.loads((shard.metadata() or {}).get(_INFO, "{}"))
+                    except ValueError:
+                        problem = "its index of entries is not valid JSON"
+            if problem is not None:
+                self.damaged[path] = problem
+                logger.warning("latent cache shard %s is left out: %s; `hf-easyanimate precompute` encodes its entries "
+                               "again", path, problem)
+                continue
             for key, value in info.items():
                 known = self._info.get(key)
                 if known is not None and set(value["tensors"]) <= set(known["tensors"]):
                     continue  # an entry re-encoded with more tensors wins, whichever shard sorts first
                 self._where[key] = path
                 self._info[key] = value
+
+    def set_damaged_aside(self) -> list[str]:
+        """Rename the damaged shards out of the index (``NAME.damaged``), so a fresh precompute replaces them; only with
+        the cache's lock held. Returns the new names."""
+        moved = []
+        for path in list(self.damaged):
+            os.replace(path, path + ".damaged")
+            moved.append(path + ".damaged")
+            del self.damaged[path]
+        return moved
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..utils.files import safetensors_problem
 from .errors import SUPPORTED, ModelLoadError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ def load_state_dict_over(module: torch.nn.Module, path: str, what: str) -> None:
 
     if not path.endswith(".safetensors"):
         raise ModelLoadError(f"--{what}_path {path}: only .safetensors files are loaded (no pickle files)")
+    problem = safetensors_problem(path)
+    if problem is not None:
+        raise ModelLoadError(f"--{what}_path {path}: {problem}")
     state_dict = load_file(path)
     result = module.load_state_dict(state_dict, strict=False)
     logger.info(

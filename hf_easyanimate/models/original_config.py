@@ -70,8 +70,16 @@ def read_yaml_mapping(config_path: str) -> dict:
     """The YAML at ``config_path``, which must be a mapping (the message names the file otherwise)."""
     import yaml
 
-    with open(config_path, encoding="utf-8") as handle:
-        tree = yaml.safe_load(handle) or {}
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            tree = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ModelConfigMismatch(f"--config_path {config_path}: not valid YAML{at} "
+                                  f"({getattr(error, 'problem', None) or error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelConfigMismatch(f"--config_path {config_path}: cannot be read ({error})") from None
     if not isinstance(tree, dict):
         raise ModelConfigMismatch(f"--config_path {config_path}: expected a YAML mapping, got {type(tree).__name__}")
     return tree

@@ -1,4 +1,5 @@
-"""Which checkpoint a run resumes from, and checkpoint rotation that never deletes it."""
+"""Which checkpoint a run resumes from (the newest intact one, :mod:`.checkpoints` checks them), and checkpoint
+rotation that never deletes it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import shutil
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
+from .checkpoints import TRAINER_STATE, CheckpointReport, inspect_checkpoint
+
 logger = logging.getLogger(__name__)
-
-TRAINER_STATE = "trainer_state.json"
-
 
 class CheckpointNotFound(ValueError):
     """``--resume_from_checkpoint`` names nothing usable; the message says what was looked at."""
@@ -24,24 +24,66 @@ def is_complete(checkpoint: str) -> bool:
     return os.path.isfile(os.path.join(checkpoint, TRAINER_STATE))
 
 
-def latest_checkpoint(output_dir: str) -> str | None:
-    """The complete ``checkpoint-N`` with the largest N in ``output_dir`` (a half-written one is skipped)."""
+def _checkpoints_newest_first(output_dir: str) -> list[str]:
     if not os.path.isdir(output_dir):
-        return None
+        return []
     found = []
     for name in os.listdir(output_dir):
         match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
-        path = os.path.join(output_dir, name)
-        if match and os.path.isdir(path):
-            if is_complete(path):
-                found.append((int(match.group(1)), path))
-            else:
-                logger.warning("%s is incomplete (no %s); not resuming from it", path, TRAINER_STATE)
-    return max(found)[1] if found else None
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` fit to resume from. A half-written one (no state file) is skipped with a warning;
+    a damaged one (:func:`inspect_checkpoint`) too, naming the file and the reason. None when there is none at all;
+    :class:`CheckpointNotFound` when every complete one is damaged."""
+    damaged: list[CheckpointReport] = []
+    for path in _checkpoints_newest_first(output_dir):
+        if not is_complete(path):
+            logger.warning("%s is incomplete (no %s); not resuming from it", path, TRAINER_STATE)
+            continue
+        report = inspect_checkpoint(path)
+        if not report.intact:
+            damaged.append(report)
+            continue
+        for skipped in damaged:
+            logger.warning("%s cannot be resumed from (%s); resuming from %s", skipped.name, skipped.reason(),
+                           report.name)
+        if report.inexact():
+            logger.warning(report.inexact())
+        return path
+    if damaged:
+        raise CheckpointNotFound(
+            f"--resume_from_checkpoint latest: no checkpoint in {output_dir} can be resumed from: "
+            + "; ".join(report.reason() for report in damaged)
+            + ". Start a fresh run with --overwrite_output_dir true, or another --output_dir."
+        )
+    return None
+
+
+def _checked(candidate: str) -> str:
+    """A named checkpoint: complete and intact, else one line saying which file is wrong."""
+    if not is_complete(candidate):
+        raise CheckpointNotFound(
+            f"--resume_from_checkpoint {candidate}: the checkpoint is incomplete (no {TRAINER_STATE}; the run "
+            "probably died while writing it). Resume from an earlier one or use `latest`."
+        )
+    report = inspect_checkpoint(candidate)
+    if not report.intact:
+        raise CheckpointNotFound(
+            f"--resume_from_checkpoint {candidate}: damaged, {report.reason()}. Resume from an earlier checkpoint, "
+            "or use `latest` (it skips damaged ones)."
+        )
+    if report.inexact():
+        logger.warning(report.inexact())
+    return candidate
 
 
 def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
-    """``latest``/``True`` -> newest complete checkpoint (None, with a warning, if there is none); a path -> itself.
+    """``latest``/``True`` -> newest intact checkpoint (None, with a warning, if there is none); a path -> itself,
+    once checked.
 
     Like the original, a path that does not exist is also looked up by its base name inside ``output_dir``
     (``--resume_from_checkpoint checkpoint-500``).
@@ -57,12 +99,7 @@ def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
     candidates = [path, os.path.join(output_dir, os.path.basename(os.path.normpath(path)))]
     for candidate in candidates:
         if os.path.isdir(candidate):
-            if not is_complete(candidate):
-                raise CheckpointNotFound(
-                    f"--resume_from_checkpoint {candidate}: the checkpoint is incomplete (no {TRAINER_STATE}; the run "
-                    "probably died while writing it). Resume from an earlier one or use `latest`."
-                )
-            return candidate
+            return _checked(candidate)
     raise CheckpointNotFound(
         f"--resume_from_checkpoint {path}: no such checkpoint (looked at {' and '.join(dict.fromkeys(candidates))})"
     )

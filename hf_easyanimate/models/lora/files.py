@@ -169,6 +169,10 @@ def export_lora(
         raise ValueError(f"--dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     if to == "peft" and output.endswith(".safetensors"):
         raise ValueError(f"--to peft writes a folder (adapter_model.safetensors + adapter_config.json), not {output}")
+    writes_folder = to == "peft" or not output.endswith(".safetensors")
+    if writes_folder and os.path.exists(output) and not os.path.isdir(output):
+        raise ValueError(f"{output} is an existing file, but --to {to} writes a folder there; choose a folder"
+                         + ("" if to == "peft" else " or a .safetensors file name"))
     if to == "easyanimate":
         targets = [output if output.endswith(".safetensors") else os.path.join(output, EASYANIMATE_LORA_NAME)]
     else:
