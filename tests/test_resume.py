@@ -12,11 +12,12 @@ import textwrap
 import pytest
 import torch
 from conftest import RECIPES, REPO_ROOT, demo_overrides
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from hf_easyanimate.assembly import run
 from hf_easyanimate.trainers.lora_config import parse_args
 from hf_easyanimate.training.resume import CheckpointNotFound, resolve_resume, rotate_checkpoints_keeping
+from hf_easyanimate.training.run_lock import LOCK_NAME
 
 DEMO = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
 K = 4  # cpu_demo plans 3 batches per epoch: checkpoint-4 is inside epoch 1 and step 8 inside epoch 2
@@ -58,10 +59,12 @@ def test_killed_and_resumed_run_reaches_the_uninterrupted_weights(tiny_model_dir
     killed = subprocess.run([sys.executable, "-c", KILLED_RUN, *recipe_args(tiny_model_dir, demo_data, crashed)],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert sorted(os.listdir(crashed)) == [f"checkpoint-{K}"]  # died before finishing: no final adapter
+    # Died before finishing: no final adapter; the lock of the dead job stays, and the resume below takes it over.
+    assert sorted(os.listdir(crashed)) == [LOCK_NAME, f"checkpoint-{K}"]
 
     trainer = run(*parse_args(recipe_args(tiny_model_dir, demo_data, crashed, "--resume_from_checkpoint", "latest")))
     assert trainer.state.global_step == 2 * K
+    assert not os.path.exists(os.path.join(crashed, LOCK_NAME))
 
     expected, resumed = load_file(f"{straight}/adapter_model.safetensors"), load_file(f"{crashed}/adapter_model.safetensors")
     assert expected.keys() == resumed.keys()
@@ -77,12 +80,18 @@ def test_killed_and_resumed_run_reaches_the_uninterrupted_weights(tiny_model_dir
                                                                                    f"checkpoint-{2 * K}"]
 
 
-def make_checkpoint(output_dir, step: int, complete: bool = True) -> str:
+def make_checkpoint(output_dir, step: int, complete: bool = True, rank: int = 2) -> str:
+    """A small checkpoint with every file resuming reads (the state file last, as Trainer writes it)."""
     path = os.path.join(output_dir, f"checkpoint-{step}")
     os.makedirs(path)
+    module = "base_model.model.proj"
+    save_file({f"{module}.lora_A.weight": torch.zeros(rank, 4), f"{module}.lora_B.weight": torch.zeros(4, rank)},
+              os.path.join(path, "adapter_model.safetensors"))
+    json.dump({"r": rank, "lora_alpha": rank}, open(os.path.join(path, "adapter_config.json"), "w"))
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.save({"step": step}, os.path.join(path, name))
     if complete:
-        with open(os.path.join(path, "trainer_state.json"), "w") as handle:
-            handle.write("{}")
+        json.dump({"global_step": step}, open(os.path.join(path, "trainer_state.json"), "w"))
     return path
 
 

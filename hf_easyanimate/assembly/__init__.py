@@ -14,7 +14,7 @@ from .components import (
 )
 from .data import build_cached_training_data, build_eval_data, build_run_data, build_training_data, report_bucket_plan
 from .lifecycle import StartedRun, report_written, start_run, train_and_save
-from .lora import run
+from .lora import build_lora_trainer, run
 from .objective import build_objective, optimizer_override
 from .preflight import Preflight, PreflightError, preflight
 from .validation import build_validation, load_validation_clip
@@ -28,6 +28,7 @@ __all__ = [
     "build_encoders",
     "build_eval_data",
     "build_inpaint_conditioner",
+    "build_lora_trainer",
     "build_lora_model",
     "build_objective",
     "build_run_data",

@@ -14,6 +14,7 @@ from ..models.components import EasyAnimateComponents
 from ..trainers import BaseTrainer
 from ..training.hub import written_summary
 from ..training.outputs import checkpoints, clear_previous_run
+from ..training.peers import report_lost_peer
 from ..training.runtime import setup_logging
 from ..training.signals import GracefulStop, TrainingInterrupted
 from .components import load_run_components
@@ -33,14 +34,23 @@ class StartedRun:
     def resume(self) -> str | None:
         return self.preflight.resume
 
+    def release(self) -> None:
+        """End of the run, however it ends: the output folder is free for the next job."""
+        self.preflight.release()
+
 
 def start_run(model_args: ModelArguments, data_args: DataArguments, args) -> StartedRun:
-    """Logging, every up-front check (the checkpoint's configs read once), then the components."""
+    """Logging, every up-front check (the checkpoint's configs read once, the output folder locked), then the
+    components. The caller ends with ``started.release()``, however the run ends."""
     setup_logging(args)
     for note in getattr(args, "launch_notes", ()):
         logger.info(note)
     checked = preflight(model_args, data_args, args)
-    return StartedRun(checked, load_run_components(checked.checkpoint, model_args, data_args, args))
+    try:
+        return StartedRun(checked, load_run_components(checked.checkpoint, model_args, data_args, args))
+    except BaseException:
+        checked.release()
+        raise
 
 
 def train_and_save(trainer: BaseTrainer, resume: str | None) -> BaseTrainer:
@@ -51,7 +61,16 @@ def train_and_save(trainer: BaseTrainer, resume: str | None) -> BaseTrainer:
     trainer.add_callback(stop)
     if args.overwrite_output_dir and resume is None and args.should_save:
         clear_previous_run(args.output_dir)
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except Exception as failure:
+        stop.mute()  # a launcher's SIGTERM waits until a lost peer is reported
+        lost = report_lost_peer(failure, args.output_dir)
+        if lost is None:
+            raise
+        raise lost from failure
+    finally:  # a run ended by an error gives the stop signals back
+        stop.uninstall()
     trainer.save_model(args.output_dir)
     trainer.save_state()  # trainer_state.json beside the adapter: the loss history `hf-easyanimate report` plots
     if stop.signum:

@@ -16,8 +16,10 @@ from ..config.rules import note_off_grid_frames, require
 from ..models.checkpoint import Checkpoint, read_checkpoint
 from ..models.loading import report_model_config
 from ..models.location import check_model_path, looks_local
-from ..training.outputs import check_writable, guard_previous_run
+from ..training.outputs import check_writable, guard_previous_run, remove_interrupted_saves
 from ..training.resume import check_remaining, resolve_resume
+from ..training.run_lock import FolderLock
+from ..utils.files import safetensors_problem
 
 logger = logging.getLogger("hf_easyanimate")
 
@@ -51,6 +53,19 @@ def check_data_paths(data_args) -> None:
         meta = getattr(data_args, flag)
         if meta and not os.path.exists(meta) and (looks_local(meta) or meta.endswith((".json", ".jsonl", ".csv"))):
             raise PreflightError(f"--{flag} {meta} does not exist")
+
+
+def check_weight_files(model_args) -> None:
+    """``--transformer_path`` / ``--vae_path``: readable safetensors, found out before the base model loads."""
+    for flag in ("transformer_path", "vae_path"):
+        path = getattr(model_args, flag)
+        if not path:
+            continue
+        if not path.endswith(".safetensors"):
+            raise PreflightError(f"--{flag} {path}: only .safetensors files are loaded (no pickle files)")
+        problem = safetensors_problem(path)
+        if problem is not None:
+            raise PreflightError(f"--{flag} {path}: {problem}")
 
 
 def check_clip_model(args) -> None:
@@ -109,26 +124,49 @@ def check_against_checkpoint(checkpoint: Checkpoint, data_args, args) -> None:
 
 @dataclass
 class Preflight:
-    """What the checks established: the checkpoint to resume from (None: a fresh run) and the base model's configs."""
+    """What the checks established: the checkpoint to resume from (None: a fresh run), the base model's configs, and
+    the lock on ``--output_dir`` (held by the main process until the run ends: :meth:`release`)."""
 
     resume: str | None
     checkpoint: Checkpoint
+    lock: FolderLock | None = None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def claim_output_dir(args) -> FolderLock | None:
+    """The main process locks ``--output_dir`` (one job per folder), then removes what an interrupted save left."""
+    if args.process_index != 0:
+        return None
+    lock = FolderLock(args.output_dir).acquire()
+    remove_interrupted_saves(args.output_dir)
+    return lock
 
 
 def preflight(model_args, data_args, args) -> Preflight:
-    """Run every up-front check; the checkpoint's configs are read once, here."""
+    """Run every up-front check; the checkpoint's configs are read once, here. The output folder is locked from the
+    moment it is known to be writable (a failed check releases it)."""
     check_required(model_args, data_args)
     check_data_paths(data_args)
     check_writable(args.output_dir)
-    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
-    guard_previous_run(args.output_dir, resume, args.overwrite_output_dir)
-    check_remaining(resume, args.max_steps, args.num_train_epochs)
-    path = model_args.pretrained_model_name_or_path
-    check_model_path(path, model_args.revision, model_args.cache_dir)
-    checkpoint = read_checkpoint(path, model_args.revision, model_args.cache_dir, model_args.config_path)
-    check_against_checkpoint(checkpoint, data_args, args)
-    check_clip_model(args)
-    resolve_loss_type(model_args, args, checkpoint)
-    checkpoint.check_training_setup(args.loss_type, model_args.train_mode)
-    report_model_config(model_args.config_path, path, checkpoint=checkpoint)
-    return Preflight(resume, checkpoint)
+    lock = claim_output_dir(args)
+    try:
+        resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+        guard_previous_run(args.output_dir, resume, args.overwrite_output_dir)
+        check_remaining(resume, args.max_steps, args.num_train_epochs)
+        path = model_args.pretrained_model_name_or_path
+        check_model_path(path, model_args.revision, model_args.cache_dir)
+        check_weight_files(model_args)
+        checkpoint = read_checkpoint(path, model_args.revision, model_args.cache_dir, model_args.config_path)
+        check_against_checkpoint(checkpoint, data_args, args)
+        check_clip_model(args)
+        resolve_loss_type(model_args, args, checkpoint)
+        checkpoint.check_training_setup(args.loss_type, model_args.train_mode)
+        report_model_config(model_args.config_path, path, checkpoint=checkpoint)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return Preflight(resume, checkpoint, lock)

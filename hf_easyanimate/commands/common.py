@@ -23,7 +23,9 @@ from ..models.lora import LoraTargetError
 from ..models.original_config import ModelConfigMismatch
 from ..training.guards import CheckpointSaveError, NonFiniteLossError
 from ..training.outputs import OutputDirError
+from ..training.peers import PeerLostError, shutdown
 from ..training.resume import CheckpointNotFound, NothingToTrain
+from ..training.run_lock import FolderLockedError
 from ..training.signals import TrainingInterrupted
 from ..utils import quiet
 
@@ -31,7 +33,7 @@ from ..utils import quiet
 USAGE_ERRORS = (
     RecipeError, ArgumentValidationError, LegacyFlagConflict, PreflightError, OutputDirError, CheckpointNotFound,
     ModelConfigMismatch, LoraTargetError, MetadataError, DataValidationError, EmptyEpochError, CacheMissError,
-    ClipModelError, IncompatibleFlagError,
+    ClipModelError, IncompatibleFlagError, FolderLockedError,
 )
 # The run cannot go on (unsupported model, divergence, a checkpoint that failed to write): one line, exit status 1.
 RUN_ERRORS = (ModelLoadError, NonFiniteLossError, CheckpointSaveError)
@@ -127,4 +129,7 @@ def training_command(argv: Sequence[str] | None, prog: str, description: str, cl
     except RUN_ERRORS as problem:
         print(f"hf-easyanimate: error: {problem}", file=sys.stderr)
         return 1
+    except PeerLostError:  # printed where it surfaced, before the launcher's SIGTERM could end this process
+        return 1
+    shutdown()
     return 0

@@ -3,6 +3,7 @@ embeddings once, with the recipe's own settings; then train with the same ``--la
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -13,8 +14,12 @@ from ..models.loading import load_components
 from ..models.text import build_prompt_encoder
 from ..models.vae import frame_grid
 from ..trainers.lora_config import ARGUMENT_CLASSES, parse_args
+from ..training.outputs import remove_interrupted_saves
+from ..training.run_lock import FolderLock, FolderLockedError
 from ..training.runtime import setup_logging, weight_dtype
 from .common import early_exit, error
+
+logger = logging.getLogger("hf_easyanimate")
 
 PROG = "hf-easyanimate precompute"
 DESCRIPTION = (
@@ -41,6 +46,9 @@ def encode(model_args, data_args, args, components) -> str:
     dataset, _, _, config = build_cached_data(
         data_args, spec, args.per_device_train_batch_size, args.seed, 1, 0, frame_grid(components.vae)
     )
+    if args.process_index == 0:  # holding the cache's lock: damaged shards go aside, their entries are re-encoded
+        for moved in dataset.cache.set_damaged_aside():
+            logger.warning("moved the damaged shard aside to %s; its entries are encoded again", moved)
     report = precompute(
         dataset, config, components.vae, prompt_encoder, args.device, rank=args.process_index,
         world_size=args.world_size, workers=args.dataloader_num_workers, progress=args.process_index == 0,
@@ -60,16 +68,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(PROG, problem)
         return 2
     setup_logging(args)
+    lock = None
     try:
+        if args.process_index == 0:  # one precompute per cache; what a killed one left half-written goes
+            lock = FolderLock(data_args.latent_cache_dir, "--latent_cache_dir").acquire()
+            remove_interrupted_saves(data_args.latent_cache_dir)
         components = load_components(
             model_args.pretrained_model_name_or_path, revision=model_args.revision, variant=model_args.variant,
             cache_dir=model_args.cache_dir, weight_dtype=weight_dtype(args), vae_path=model_args.vae_path,
             config_path=model_args.config_path, transformer_weights=False,  # only its config is read
             train_mode=model_args.train_mode,
         )
+        line = encode(model_args, data_args, args, components)
+    except FolderLockedError as problem:
+        error(PROG, problem)
+        return 2
     except ModelLoadError as problem:
         error(PROG, problem)
         return 1
-    line = encode(model_args, data_args, args, components)
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"{PROG} (rank {args.process_index}/{args.world_size}): {line}; cache: {data_args.latent_cache_dir}")
     return 0

@@ -116,6 +116,14 @@ class BaseTrainingArguments(TrainingArguments):
             "--deepspeed_config_file); --use_deepspeed without either is an error rather than a silent DDP run."
         },
     )
+    ddp_timeout: int = field(
+        default=1800,
+        metadata={
+            "help": "Seconds a collective (and the process-group start) waits for the other ranks. A rank that dies "
+            "ends the job at once under gloo and torchrun; a rank that hangs (NCCL) is given up on after this long, "
+            "and the job ends with the last checkpoint intact. Lower it on a cluster that bills idle GPUs."
+        },
+    )
     multi_stream: bool = field(
         default=False,
         metadata={"help": "Accepted for compatibility; has no effect."},
@@ -228,7 +236,8 @@ class BaseTrainingArguments(TrainingArguments):
         metadata={
             "help": "CLIP model (folder or Hub id) that scores validation clips: text_alignment (frames vs prompt) and "
             "temporal_consistency (consecutive frames), in validation/step-N/metrics.json and the trackers. Loaded "
-            "at start-up, only when --validation_prompts is set; 'none' turns these metrics off. "
+            "at start-up, only when --validation_prompts is set; 'none' turns these metrics off (also spelt "
+            "--clip_model, as `hf-easyanimate compare` names it). "
             "`hf-easyanimate make-tiny-clip DIR` writes a tiny one for demos."
         },
     )

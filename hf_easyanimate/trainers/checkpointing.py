@@ -16,6 +16,7 @@ from ..models.lora.files import EASYANIMATE_LORA_NAME, save_easyanimate_lora, sa
 from ..models.lora.format import from_peft
 from ..training import hub
 from ..training.guards import CheckpointSaveError
+from ..training.outputs import STAGING
 from ..training.resume import rotate_checkpoints_keeping
 from ..utils.atomic import atomic_path
 from ..utils.secrets import save_training_args
@@ -74,7 +75,7 @@ class LoraCheckpointing:
             super().save_model(output_dir, _internal_call=True)
             return
         output_dir = output_dir or self.args.output_dir
-        staging = os.path.join(output_dir, ".partial-save")
+        staging = os.path.join(output_dir, STAGING)
         if self.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)
         try:

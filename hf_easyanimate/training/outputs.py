@@ -8,6 +8,7 @@ is therefore only trained into when resumed, or explicitly replaced with ``--ove
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -101,4 +102,44 @@ def clear_previous_run(output_dir: str) -> list[str]:
             removed.append(name)
     if removed:
         logger.warning("--overwrite_output_dir: deleted the earlier run in %s: %s", output_dir, _listing(removed, 12))
+    return removed
+
+
+STAGING = ".partial-save"  # trainers' save_model writes here first, then moves each file into place
+# What an interrupted save leaves: peft's scratch folders and the temporaries of utils/atomic.py.
+_LEFTOVER_DIRS = re.compile(r"^\.adapter-")
+_LEFTOVER_FILES = re.compile(r"^\..+\.partial(\.[A-Za-z0-9]+)?$")
+
+
+def _leftovers(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if (name == STAGING or _LEFTOVER_DIRS.match(name)) and os.path.isdir(path):
+            found.append(path)
+        elif _LEFTOVER_FILES.match(name) and os.path.isfile(path):
+            found.append(path)
+    return found
+
+
+def remove_interrupted_saves(output_dir: str) -> list[str]:
+    """Delete what a save interrupted by a kill, a full disk or a crash left in ``output_dir`` and its checkpoints
+    (staging folder, scratch folders, ``.*.partial*`` temporaries; never a finished file), saying so once.
+
+    Called with the folder's lock held: a running job's temporaries are never another job's leftovers.
+    """
+    folders = [output_dir] + [os.path.join(output_dir, name) for name in checkpoints(output_dir)]
+    removed = [path for folder in folders for path in _leftovers(folder)]
+    for path in removed:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+    if removed:
+        shown = ", ".join(os.path.relpath(path, output_dir) for path in removed[:6])
+        logger.warning("removed what an interrupted save left in %s: %s%s", output_dir, shown,
+                       f" and {len(removed) - 6} more" if len(removed) > 6 else "")
     return removed

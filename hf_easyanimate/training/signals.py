@@ -61,6 +61,15 @@ class GracefulStop(TrainerCallback):
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
+    def mute(self) -> None:
+        """The run failed: a stop signal from now on is only noted (no message, no KeyboardInterrupt) until
+        :meth:`uninstall`, so reporting the failure is not cut short by the launcher's SIGTERM."""
+        for signum in self._previous:
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame) -> None:
+        self.received = self.received or signum
+
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
