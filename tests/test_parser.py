@@ -107,3 +107,19 @@ def test_every_recipe_in_the_repo_parses():
                 parse_args(argv)
             argv += ["--optim", "adamw_torch"]
         parse_args(argv)
+
+
+def test_the_clip_model_has_one_name_in_train_and_compare(tmp_path, capsys):
+    from hf_easyanimate.cli import main
+
+    recipe = os.path.join(RECIPES, "tiny", "cpu_demo.yaml")
+    for spelling in ("--clip_model", "--validation_clip_model"):
+        assert parse_args([recipe, spelling, "my-clip"])[2].validation_clip_model == "my-clip"
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text("clip_model: recipe-clip\n")
+    assert parse_args([str(recipe_file)])[2].validation_clip_model == "recipe-clip"
+    # compare takes train's spelling too: the only error left is the missing run folder.
+    missing = str(tmp_path / "no-run")
+    code = main(["compare", missing, "--prompts", "a cat", "--validation_clip_model", "my-clip"])
+    error = capsys.readouterr().err
+    assert code != 0 and "unrecognized arguments" not in error and missing in error, error

@@ -23,7 +23,8 @@ def main(argv: list[str]) -> int:
                         help="what 'best' means (higher is better)")
     parser.add_argument("--checkpoints", nargs="+", default=None, help="only these checkpoint-N folders")
     parser.add_argument("--model", default=None, help="base model (default: the one the run trained on)")
-    parser.add_argument("--clip_model", default=DEFAULT_CLIP_MODEL, help="CLIP model that scores the clips")
+    parser.add_argument("--clip_model", "--validation_clip_model", dest="clip_model", default=DEFAULT_CLIP_MODEL,
+                        help="CLIP model that scores the clips (--validation_clip_model, train's name, works too)")
     parser.add_argument("--num_frames", type=int, default=None, help="default: the run's training frames, else 49")
     parser.add_argument("--height", type=int, default=None, help="default: the run's training size, else 512")
     parser.add_argument("--width", type=int, default=None, help="default: the run's training size, else 512")

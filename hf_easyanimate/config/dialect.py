@@ -105,6 +105,14 @@ LEGACY_FLAGS: dict[str, LegacyFlag] = {
 }
 
 
+# Our own other spellings of a flag (no original flag): the same setting under the name another command uses.
+ALIASES: dict[str, LegacyFlag] = {
+    "clip_model": LegacyFlag("validation_clip_model"),  # `hf-easyanimate compare --clip_model`
+}
+# Every name the parser translates: the original's flags and our aliases.
+TRANSLATED: dict[str, LegacyFlag] = {**LEGACY_FLAGS, **ALIASES}
+
+
 def translate_legacy(values: dict[str, Any], explicit_keys: set[str] | None = None) -> dict[str, Any]:
     """Return ``values`` with original flag names replaced by ours.
 
@@ -114,7 +122,7 @@ def translate_legacy(values: dict[str, Any], explicit_keys: set[str] | None = No
     explicit_keys = set(values) if explicit_keys is None else explicit_keys
     translated: dict[str, Any] = {}
     for key, value in values.items():
-        flag = LEGACY_FLAGS.get(key)
+        flag = TRANSLATED.get(key)
         if flag is None:
             translated.setdefault(key, value)
             continue

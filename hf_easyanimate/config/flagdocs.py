@@ -19,7 +19,7 @@ from transformers import TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from ..utils.secrets import is_secret
-from .dialect import LEGACY_FLAGS
+from .dialect import ALIASES, LEGACY_FLAGS
 from .rules import declared, flag_sections
 
 # Sections of a training config's own flags (its flag_sections), in --help order; the others are "run".
@@ -218,4 +218,6 @@ def format_help(prog: str, description: str, parser, classes: Sequence[type], re
     lines += ["", "original flag names of EasyAnimate's train_lora.py (translated):"]
     for name in sorted(LEGACY_FLAGS):
         lines.append(f"  --{name} -> {legacy_target(name).replace('`', '')}")
+    lines += ["", "other names (the spelling another hf-easyanimate command uses):"]
+    lines += [f"  --{name} -> --{flag.target}" for name, flag in sorted(ALIASES.items())]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
 from ..utils.secrets import is_secret
-from .dialect import LEGACY_FLAGS, LegacyFlagConflict, same_cli_value, translate_legacy
+from .dialect import TRANSLATED, LegacyFlagConflict, same_cli_value, translate_legacy
 from .rules import ArgumentValidationError
 
 
@@ -119,7 +119,7 @@ def _translate_cli(argv: list[str], valid: set[str]) -> list[str]:
     explicit = {key for key, _ in pairs}
     rewritten: list[str] = []
     for key, values in pairs:
-        if key not in LEGACY_FLAGS:
+        if key not in TRANSLATED:
             # One value stays glued to its flag (`--key=value`) so argparse never reads `-1e-4` as a flag.
             rewritten += [f"--{key}={values[0]}"] if len(values) == 1 else [f"--{key}", *values]
             continue
@@ -137,8 +137,8 @@ def _translate_cli(argv: list[str], valid: set[str]) -> list[str]:
 
 def _targets(key: str, value: Any) -> list[tuple[str, Any]]:
     """The field(s) a key sets and the raw value each gets (original flag names translated)."""
-    if key in LEGACY_FLAGS:
-        return list(LEGACY_FLAGS[key].translate(value).items())
+    if key in TRANSLATED:
+        return list(TRANSLATED[key].translate(value).items())
     return [(key, value)]
 
 
@@ -181,8 +181,8 @@ def check_value(action, value: Any, key: str, recipe: str | None = None) -> None
 
 def _check_unknown(keys: Sequence[str], valid: set[str], where: str) -> None:
     for key in keys:
-        if key not in valid and key not in LEGACY_FLAGS:
-            raise RecipeError(f"unknown key `{key}` in {where}{_suggest(key, valid | set(LEGACY_FLAGS))}")
+        if key not in valid and key not in TRANSLATED:
+            raise RecipeError(f"unknown key `{key}` in {where}{_suggest(key, valid | set(TRANSLATED))}")
 
 
 def _prepared_parser(argv: Sequence[str] | None, classes: Sequence[type]) -> tuple[HfArgumentParser, list[str]]:
@@ -206,7 +206,7 @@ def _prepared_parser(argv: Sequence[str] | None, classes: Sequence[type]) -> tup
     _check_unknown([key for key, _ in pairs], valid, "the command line")
     for key, values in pairs:
         value: Any = values[0] if len(values) == 1 else values
-        if key in LEGACY_FLAGS:
+        if key in TRANSLATED:
             value = values[0] if len(values) == 1 else (values or True)
         for target, converted in _targets(key, value):
             if converted != []:  # a bare boolean flag
